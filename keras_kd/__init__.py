@@ -1,0 +1,14 @@
+"""keras_kd: knowledge distillation for Keras 3 on TensorFlow, with TFLite/LiteRT export.
+
+Importing keras_kd loads Keras and TensorFlow only; optional dependencies
+(tensorflow-datasets, tensorflow-model-optimization, tf-keras, ai-edge-litert, scikit-learn,
+matplotlib) are imported inside the functions that need them.
+"""
+
+__version__ = "0.1.0"
+
+from keras_kd import losses
+from keras_kd.distiller import Distiller
+from keras_kd.teachers import TeacherEnsemble
+
+__all__ = ["Distiller", "TeacherEnsemble", "losses", "__version__"]

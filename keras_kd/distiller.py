@@ -1,0 +1,330 @@
+"""`Distiller`: a `keras.Model` that trains a student to match a frozen teacher."""
+
+import numbers
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_kd import losses as kd_losses
+from keras_kd import reduction
+from keras_kd.teachers import TeacherEnsemble
+
+# Student-loss names resolved to *logit* losses: `keras.losses.get(name)` would return the
+# probability version (`from_logits=False`) and silently mistreat the student's logits.
+_STUDENT_LOSSES = {
+    "sparse_categorical_crossentropy": lambda: keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True
+    ),
+    "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(from_logits=True),
+}
+
+
+def _check_logits_model(model, argument):
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
+            f"Received: {argument}={model!r}"
+        )
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
+            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
+            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
+            "`classifier_activation=None` for keras.applications models)."
+        )
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+        raise ValueError(
+            "Invalid value for argument `alpha`. Expected a number in [0, 1] (the weight of "
+            f"the hard-label loss). Received: alpha={alpha!r}"
+        )
+    return float(alpha)
+
+
+def _resolve_student_loss(identifier):
+    if identifier is None:
+        return None  # chosen from the labels' shape at trace time
+    if isinstance(identifier, str):
+        if identifier not in _STUDENT_LOSSES:
+            raise ValueError(
+                "Invalid value for argument `student_loss_fn`. Expected one of "
+                f"{sorted(_STUDENT_LOSSES)}, a keras.losses.Loss or a callable. "
+                f"Received: student_loss_fn={identifier!r}"
+            )
+        return _STUDENT_LOSSES[identifier]()
+    if isinstance(identifier, dict):
+        return keras.saving.deserialize_keras_object(identifier)
+    if not callable(identifier):
+        raise ValueError(
+            "Invalid value for argument `student_loss_fn`. Expected a keras.losses.Loss or a "
+            f"callable. Received: student_loss_fn={identifier!r}"
+        )
+    return identifier
+
+
+def _unreduced(loss_fn, y_true, y_pred):
+    """Per-example values of a Keras `Loss` (its `call`, bypassing its reduction) or a function."""
+    if isinstance(loss_fn, keras.losses.Loss):
+        y_true = ops.convert_to_tensor(y_true, dtype=loss_fn.dtype)
+        y_pred = ops.convert_to_tensor(y_pred, dtype=loss_fn.dtype)
+        return loss_fn.call(y_true, y_pred)
+    return loss_fn(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class Distiller(keras.Model):
+    """Knowledge distillation (Hinton et al., 2015) as a `keras.Model`.
+
+    The student learns from the labels and from the teacher's temperature-softened outputs:
+
+        loss = alpha * hard + (1 - alpha) * distillation
+
+    where `hard = student_loss_fn(y, student_logits)` and by default
+    `distillation = T**2 * KL(softmax(teacher_logits / T) || softmax(student_logits / T))`.
+    Each term is a mean over the global batch, weighted by `sample_weight` when given
+    (`sum(w * l) / batch_size`, Keras' "sum_over_batch_size"), and stays so under any
+    `tf.distribute` strategy. `fit` logs `loss`, `hard_loss`, `distillation_loss` and the
+    compiled metrics (computed on the student's logits) with their true values.
+
+    The teacher is frozen (`teacher.trainable = False`), runs once per step with
+    `training=False` outside the gradient tape, so BatchNorm statistics and Dropout stay in
+    inference mode. `call`, `predict` and `evaluate`'s metrics use the student.
+
+    `alpha` follows the keras.io convention: it weighs the *hard-label* loss. Some texts
+    (e.g. write-ups that weigh the soft loss by alpha) use the opposite convention.
+
+    Args:
+        student: the `keras.Model` to train; it must output logits (no softmax).
+        teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
+            equal-weight `TeacherEnsemble` of their logits).
+        **kwargs: passed to `keras.Model` (e.g. `name`).
+
+    Raises:
+        ValueError: if a model is not a `keras.Model`, ends with a softmax, or the teacher is
+            not built.
+
+    Example:
+
+    ```python
+    distiller = keras_kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", metrics=["accuracy"], alpha=0.1, temperature=4.0)
+    distiller.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test))
+    distiller.student.save("student.keras")
+    ```
+    """
+
+    def __init__(self, student, teacher, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(teacher, (list, tuple)):
+            teacher = TeacherEnsemble(teacher)
+        _check_logits_model(student, "student")
+        _check_logits_model(teacher, "teacher")
+        if not teacher.built:
+            raise ValueError(
+                "Invalid value for argument `teacher`: the teacher must be a trained model, "
+                f"but '{teacher.name}' is not built (it has no weights yet)."
+            )
+        if student is teacher:
+            raise ValueError("Arguments `student` and `teacher` must be different models.")
+        teacher.trainable = False
+        self.student = student
+        self.teacher = teacher
+        self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.alpha = 0.1
+        self.temperature = 4.0
+        self.student_loss_fn = None
+        self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
+        if student.built:
+            self.built = True
+
+    def compile(
+        self,
+        optimizer="adam",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha=0.1,
+        temperature=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=1,
+        jit_compile="auto",
+        auto_scale_loss=True,
+        **kwargs,
+    ):
+        """Configures the distillation.
+
+        Args:
+            optimizer: optimizer name or instance, as in `keras.Model.compile`.
+            metrics: metrics of the student's logits against the labels (e.g. `["accuracy"]`).
+            student_loss_fn: hard-label loss: a `keras.losses.Loss`, a function returning one
+                value per example, or `"sparse_categorical_crossentropy"` /
+                `"categorical_crossentropy"` (both taken `from_logits=True`). `None` picks
+                sparse or categorical cross-entropy on logits from the labels' shape.
+            distillation_loss_fn: a `keras_kd.losses` loss (or name: `"kl_divergence"`,
+                `"soft_target_crossentropy"`, `"logits_mse"`), or any
+                `(teacher_logits, student_logits) -> per-example loss`. Default:
+                `keras_kd.losses.KLDivergence()` (times `T**2`).
+            alpha: weight in [0, 1] of the hard-label loss; `1 - alpha` weighs the
+                distillation loss. Default 0.1.
+            temperature: softening temperature `T > 0` for temperature losses. `None` keeps
+                the loss's own temperature, or 4.0 if it has none.
+            weighted_metrics, run_eagerly, steps_per_execution, jit_compile, auto_scale_loss:
+                as in `keras.Model.compile`.
+
+        Raises:
+            ValueError: for an invalid argument, or for `loss=` (use `student_loss_fn`).
+        """
+        if "loss" in kwargs:
+            raise ValueError(
+                "The Distiller takes no `loss` argument: pass the hard-label loss as "
+                f"`student_loss_fn`. Received: loss={kwargs['loss']!r}"
+            )
+        if kwargs:
+            raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
+        self.alpha = _check_alpha(alpha)
+        temperature = kd_losses.logits.check_temperature(temperature)
+        self.student_loss_fn = _resolve_student_loss(student_loss_fn)
+        distillation_loss_fn = kd_losses.get(distillation_loss_fn)
+        if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
+            own = distillation_loss_fn.temperature
+            if own is not None and temperature is not None and own != temperature:
+                raise ValueError(
+                    "Conflicting temperatures: `distillation_loss_fn` has temperature="
+                    f"{own} but `compile` received temperature={temperature}. Set it in one place."
+                )
+            temperature = temperature or own or 4.0
+            distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
+        self.temperature = temperature
+        self.distillation_loss_fn = distillation_loss_fn
+        super().compile(
+            optimizer=optimizer,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            run_eagerly=run_eagerly,
+            steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile,
+            auto_scale_loss=auto_scale_loss,
+        )
+        self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
+            optimizer=optimizer,
+            metrics=metrics,
+            student_loss_fn=student_loss_fn,
+            distillation_loss_fn=distillation_loss_fn,
+            alpha=self.alpha,
+            temperature=temperature,
+            weighted_metrics=weighted_metrics,
+            run_eagerly=run_eagerly,
+            steps_per_execution=steps_per_execution,
+            jit_compile=self.jit_compile,
+        )
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.student.trainable_variables)
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    # ----------------------------------------------------------------- losses
+    def _hard_losses(self, y, student_logits):
+        loss_fn = self.student_loss_fn
+        if loss_fn is None:
+            y_rank, logit_rank = len(y.shape), len(student_logits.shape)
+            if y_rank == logit_rank and y.shape[-1] == student_logits.shape[-1]:
+                loss_fn = keras.losses.categorical_crossentropy
+            elif y_rank == logit_rank and y.shape[-1] not in (1, None):
+                raise ValueError(
+                    f"Labels of shape {tuple(y.shape)} match neither sparse labels (batch,) "
+                    f"nor one-hot labels like the student's outputs {tuple(student_logits.shape)}."
+                )
+            else:
+                loss_fn = keras.losses.sparse_categorical_crossentropy
+            return loss_fn(y, student_logits, from_logits=True)
+        return _unreduced(loss_fn, y, student_logits)
+
+    def compute_distillation_losses(self, y, teacher_logits, student_logits, sample_weight=None):
+        """Returns `(loss_for_gradient, logs)` for one (per-replica) batch.
+
+        `logs` holds the local means of `loss`, `hard_loss` and `distillation_loss` and the
+        local example count; `loss_for_gradient` is this replica's share of the global-batch
+        mean (plus the student's regularisation losses), ready for `tape.gradient`.
+        """
+        hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
+        soft = reduction.per_example(
+            _unreduced(self.distillation_loss_fn, teacher_logits, student_logits),
+            "distillation_loss_fn",
+        )
+        hard_sum = reduction.weighted_sum(hard, sample_weight)
+        soft_sum = reduction.weighted_sum(soft, sample_weight)
+        total_sum = self.alpha * hard_sum + (1.0 - self.alpha) * soft_sum
+        local_n, global_n = reduction.batch_counts(student_logits)
+        regularization = ops.cast(sum(self.student.losses), "float32") if self.student.losses else 0.0
+        loss_for_gradient = ops.divide_no_nan(total_sum, global_n)
+        loss_for_gradient += regularization / reduction.num_replicas()
+        logs = {
+            "loss": ops.divide_no_nan(total_sum, local_n) + regularization,
+            "hard_loss": ops.divide_no_nan(hard_sum, local_n),
+            "distillation_loss": ops.divide_no_nan(soft_sum, local_n),
+            "count": local_n,
+        }
+        return loss_for_gradient, logs
+
+    def teacher_logits(self, x):
+        """The teacher's outputs for `x`, in inference mode and without gradient."""
+        return ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+
+    # ------------------------------------------------------------------ steps
+    def _update_trackers(self, logs):
+        self._loss_tracker.update_state(logs["loss"], sample_weight=logs["count"])
+        self.hard_loss_tracker.update_state(logs["hard_loss"], sample_weight=logs["count"])
+        self.distillation_loss_tracker.update_state(
+            logs["distillation_loss"], sample_weight=logs["count"]
+        )
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        teacher_logits = self.teacher_logits(x)
+        variables = self.student.trainable_variables
+        with tf.GradientTape() as tape:
+            student_logits = self.student(x, training=True)
+            loss, logs = self.compute_distillation_losses(
+                y, teacher_logits, student_logits, sample_weight
+            )
+            scaled_loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled_loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self._update_trackers(logs)
+        return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        teacher_logits = self.teacher_logits(x)
+        student_logits = self.student(x, training=False)
+        _, logs = self.compute_distillation_losses(y, teacher_logits, student_logits, sample_weight)
+        self._update_trackers(logs)
+        return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+
+    # ------------------------------------------------------------ serialization
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            student=keras.saving.serialize_keras_object(self.student),
+            teacher=keras.saving.serialize_keras_object(self.teacher),
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["student"] = keras.saving.deserialize_keras_object(config["student"])
+        config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        return cls(**config)

@@ -1,0 +1,185 @@
+"""Distillation losses on logits.
+
+Every loss here is a `keras.losses.Loss` whose `call(teacher_logits, student_logits)`
+returns one value per example, so it can be used on its own like any Keras loss
+(`loss(teacher_logits, student_logits, sample_weight)`) and the `Distiller` can apply its
+own global-batch reduction. Arguments follow the Keras convention `(y_true, y_pred)`:
+the teacher's logits are the target, the student's logits the prediction.
+"""
+
+import numbers
+
+import keras
+from keras import ops
+
+
+def check_temperature(temperature, allow_none=True):
+    """Validates a temperature in Keras' words; returns it as a float (or None)."""
+    if temperature is None and allow_none:
+        return None
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not temperature > 0
+        or temperature == float("inf")
+    ):
+        raise ValueError(
+            "Invalid value for argument `temperature`. Expected a finite number > 0"
+            f"{' or None' if allow_none else ''}. Received: temperature={temperature!r}"
+        )
+    return float(temperature)
+
+
+class TemperatureLoss(keras.losses.Loss):
+    """Base class of the losses that soften logits with a temperature `T`.
+
+    `temperature=None` means "set by the `Distiller`" (its `compile(temperature=...)`);
+    used on its own, such a loss behaves as with `T = 1`.
+    """
+
+    def __init__(self, temperature=None, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.temperature = check_temperature(temperature)
+
+    @property
+    def effective_temperature(self):
+        return 1.0 if self.temperature is None else self.temperature
+
+    def with_temperature(self, temperature):
+        """Returns a copy of this loss with `temperature` set."""
+        config = self.get_config()
+        config["temperature"] = check_temperature(temperature, allow_none=False)
+        return self.__class__.from_config(config)
+
+    def _log_probs(self, teacher_logits, student_logits):
+        t = self.effective_temperature
+        teacher_logits = ops.cast(teacher_logits, "float32")
+        student_logits = ops.cast(student_logits, "float32")
+        log_p_teacher = ops.log_softmax(teacher_logits / t, axis=-1)
+        log_p_student = ops.log_softmax(student_logits / t, axis=-1)
+        return log_p_teacher, log_p_student
+
+    def get_config(self):
+        config = super().get_config()
+        config["temperature"] = self.temperature
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class KLDivergence(TemperatureLoss):
+    """Temperature-scaled KL divergence between teacher and student (Hinton et al., 2015).
+
+    Per example, with `p = softmax(teacher_logits / T)` and `q = softmax(student_logits / T)`:
+
+        loss = T**2 * sum_c p_c * (log p_c - log q_c)
+
+    Both log-probabilities come from `log_softmax`, so the value and its gradient stay finite
+    for logits of any size and any `T > 0` (no `log(0)`, no overflow in `exp`). The `T**2`
+    factor (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015,
+    section 2) keeps the gradient's magnitude independent of `T`, so the weight of this term
+    against the hard-label loss need not be re-tuned when `T` changes; turn it off with
+    `scale_by_temperature_squared=False`.
+
+    Args:
+        temperature: softening temperature `T > 0`, or `None` to take the `Distiller`'s
+            (`T = 1` when used on its own).
+        scale_by_temperature_squared: multiply by `T**2` (default `True`).
+        name: name of the loss.
+        reduction: Keras reduction, used only when the loss is called on its own.
+        dtype: dtype of the computation; logits are cast to float32 in any case.
+
+    Example:
+
+    >>> loss = KLDivergence(temperature=2.0)
+    >>> float(loss([[1.0, 2.0]], [[1.0, 2.0]]))
+    0.0
+    """
+
+    def __init__(
+        self,
+        temperature=None,
+        scale_by_temperature_squared=True,
+        name="kl_divergence",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(temperature=temperature, name=name, reduction=reduction, dtype=dtype)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+    def call(self, y_true, y_pred):
+        log_p_teacher, log_p_student = self._log_probs(y_true, y_pred)
+        kl = ops.sum(ops.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
+        if self.scale_by_temperature_squared:
+            kl = kl * self.effective_temperature**2
+        return kl
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_by_temperature_squared"] = self.scale_by_temperature_squared
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class SoftTargetCrossEntropy(TemperatureLoss):
+    """Cross-entropy of the student's softened outputs against the teacher's soft targets.
+
+    Per example, with `p = softmax(teacher_logits / T)` and `log q = log_softmax(student_logits / T)`:
+
+        loss = -T**2 * sum_c p_c * log q_c
+
+    This is the objective written in Hinton et al. (2015); it equals `KLDivergence` plus the
+    teacher's entropy `T**2 * H(p)`, which does not depend on the student, so the gradients
+    are identical and only the logged value differs (it does not reach 0 at a perfect match).
+
+    Args:
+        temperature: softening temperature `T > 0`, or `None` to take the `Distiller`'s.
+        scale_by_temperature_squared: multiply by `T**2` (default `True`).
+        name: name of the loss.
+        reduction: Keras reduction, used only when the loss is called on its own.
+        dtype: dtype of the computation.
+    """
+
+    def __init__(
+        self,
+        temperature=None,
+        scale_by_temperature_squared=True,
+        name="soft_target_crossentropy",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(temperature=temperature, name=name, reduction=reduction, dtype=dtype)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+    def call(self, y_true, y_pred):
+        log_p_teacher, log_p_student = self._log_probs(y_true, y_pred)
+        ce = -ops.sum(ops.exp(log_p_teacher) * log_p_student, axis=-1)
+        if self.scale_by_temperature_squared:
+            ce = ce * self.effective_temperature**2
+        return ce
+
+    def get_config(self):
+        config = super().get_config()
+        config["scale_by_temperature_squared"] = self.scale_by_temperature_squared
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class LogitsMSE(keras.losses.Loss):
+    """Mean squared error between teacher and student logits (Ba & Caruana, 2014).
+
+    Per example: `loss = mean_c (student_logits_c - teacher_logits_c)**2`. Hinton et al. (2015)
+    show that this is the high-temperature limit of the soft-target loss when logits are
+    zero-mean; it uses no temperature, so the `Distiller`'s `temperature` does not apply.
+
+    Args:
+        name: name of the loss.
+        reduction: Keras reduction, used only when the loss is called on its own.
+        dtype: dtype of the computation.
+    """
+
+    def __init__(self, name="logits_mse", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        diff = ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")
+        return ops.mean(ops.square(diff), axis=-1)
