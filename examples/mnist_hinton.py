@@ -1,0 +1,148 @@
+"""Hinton, Vinyals & Dean (2015), section 3, on MNIST: soft targets make small nets better.
+
+Trains the 2x1200 teacher (dropout, inputs jittered by up to 2 pixels), then the 2x800 and
+2x20 students twice each: from scratch on the labels alone, and distilled from the teacher
+(2x800 at T=20, 2x20 at T=4, the temperatures the paper found best for each width). Prints
+test error counts beside the paper's and writes them as JSON.
+
+    python examples/mnist_hinton.py                        # full budget (see --help)
+    python examples/mnist_hinton.py --teacher-epochs 2 --student-epochs 2   # smoke run
+
+Data: ../shared/data/mnist.npz by default (keras.datasets layout), override with --data or
+the KERAS_KD_MNIST environment variable.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import keras_kd as kd
+from keras_kd import data as kd_data
+from keras_kd import models
+
+DEFAULT_DATA = os.environ.get(
+    "KERAS_KD_MNIST",
+    str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"),
+)
+PAPER = {"teacher_2x1200": 67, "scratch_2x800": 146, "distilled_2x800": 74}
+
+
+def jitter(x, y, pixels=2):
+    """Shifts a (28, 28, 1) image by up to `pixels` in each direction (zero padding)."""
+    size = tf.shape(x)
+    padded = tf.pad(x, [[pixels, pixels], [pixels, pixels], [0, 0]])
+    return tf.image.random_crop(padded, size), y
+
+
+def pipelines(x_train, y_train, batch_size, seed, augment):
+    ds = tf.data.Dataset.from_tensor_slices((x_train, y_train)).cache()
+    ds = ds.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        ds = ds.map(jitter, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def errors(model, x_test, y_test):
+    logits = model.predict(x_test, batch_size=1000, verbose=0)
+    return int(np.sum(np.argmax(logits, -1) != y_test))
+
+
+def lr_schedule(epochs, steps, lr=1e-3):
+    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.01)
+
+
+def train_scratch(name, x_train, y_train, x_test, y_test, args, steps):
+    keras.utils.set_random_seed(args.seed)
+    model = models.build(name, x_train.shape[1:], 10)
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(pipelines(x_train, y_train, args.batch_size, args.seed, False),
+              epochs=args.student_epochs, verbose=args.verbose)
+    return model, errors(model, x_test, y_test)
+
+
+def train_distilled(name, teacher, temperature, x_train, y_train, x_test, y_test, args, steps):
+    keras.utils.set_random_seed(args.seed)  # same initial weights as the scratch twin
+    student = models.build(name, x_train.shape[1:], 10)
+    distiller = kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps)),
+        metrics=["accuracy"],
+        alpha=args.alpha,
+        temperature=temperature,
+    )
+    distiller.fit(pipelines(x_train, y_train, args.batch_size, args.seed, False),
+                  epochs=args.student_epochs, verbose=args.verbose)
+    return student, errors(student, x_test, y_test)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA, help="MNIST .npz (keras.datasets layout)")
+    parser.add_argument("--teacher-epochs", type=int, default=40)
+    parser.add_argument("--student-epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label loss")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/mnist_hinton.json")
+    parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
+    args = parser.parse_args(argv)
+
+    (x_train, y_train), (x_test, y_test) = kd_data.load_npz(args.data)
+    x_train = (x_train[..., None] / 255.0).astype("float32")
+    x_test = (x_test[..., None] / 255.0).astype("float32")
+    y_train, y_test = y_train.astype("int64"), y_test.astype("int64")
+    steps = int(np.ceil(len(x_train) / args.batch_size))
+    results = {"budget": vars(args), "paper": PAPER, "test_errors": {}, "seconds": {}}
+
+    start = time.time()
+    keras.utils.set_random_seed(args.seed)
+    teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
+    teacher.compile(
+        optimizer=keras.optimizers.Adam(lr_schedule(args.teacher_epochs, steps)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    teacher.fit(pipelines(x_train, y_train, args.batch_size, args.seed, True),
+                epochs=args.teacher_epochs, verbose=args.verbose)
+    results["test_errors"]["teacher_2x1200"] = errors(teacher, x_test, y_test)
+    results["seconds"]["teacher_2x1200"] = round(time.time() - start, 1)
+
+    runs = [("mlp-student", "2x800", 20.0), ("mlp-tiny", "2x20", 4.0)]
+    for name, label, temperature in runs:
+        start = time.time()
+        _, err = train_scratch(name, x_train, y_train, x_test, y_test, args, steps)
+        results["test_errors"][f"scratch_{label}"] = err
+        results["seconds"][f"scratch_{label}"] = round(time.time() - start, 1)
+        start = time.time()
+        _, err = train_distilled(name, teacher, temperature, x_train, y_train, x_test, y_test,
+                                 args, steps)
+        results["test_errors"][f"distilled_{label}_T{temperature:g}"] = err
+        results["seconds"][f"distilled_{label}_T{temperature:g}"] = round(time.time() - start, 1)
+        print(json.dumps(results["test_errors"]), flush=True)
+
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{args.out}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(tmp, args.out)
+    print(f"\nMNIST test errors (of {len(x_test)}), budget: teacher {args.teacher_epochs} epochs, "
+          f"students {args.student_epochs} epochs, batch {args.batch_size}, alpha {args.alpha}")
+    print(f"{'model':<26}{'errors':>8}{'paper':>8}")
+    for key, err in results["test_errors"].items():
+        paper = next((v for k, v in PAPER.items() if key.startswith(k)), "")
+        print(f"{key:<26}{err:>8}{paper:>8}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

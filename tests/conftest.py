@@ -1,0 +1,66 @@
+"""Test set-up: two logical CPU devices (for tf.distribute tests), shared fixtures.
+
+The logical devices must be configured before TensorFlow initialises its runtime, so this
+runs at collection time, before any test module creates a tensor.
+"""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST = pathlib.Path(
+    os.environ.get("KERAS_KD_MNIST", REPO.parent / "shared" / "data" / "mnist.npz")
+)
+
+
+@pytest.fixture(scope="session")
+def mnist_path():
+    if not MNIST.exists():
+        pytest.skip(f"real MNIST not found at {MNIST} (set KERAS_KD_MNIST)")
+    return str(MNIST)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_path):
+    """Real MNIST as float32 (N, 28, 28, 1) in [0, 1] and int64 labels."""
+    from keras_kd.data import load_npz
+
+    (x_train, y_train), (x_test, y_test) = load_npz(mnist_path)
+    f = lambda x: (x[..., None] / 255.0).astype("float32")  # noqa: E731
+    return (f(x_train), y_train.astype("int64")), (f(x_test), y_test.astype("int64"))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
+
+
+def log_softmax_np(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def kl_np(teacher, student, t):
+    """Hand formula: T^2 * KL(softmax(teacher/T) || softmax(student/T)), per example."""
+    teacher, student = np.asarray(teacher, "float64"), np.asarray(student, "float64")
+    lp_t, lp_s = log_softmax_np(teacher / t), log_softmax_np(student / t)
+    return t**2 * (np.exp(lp_t) * (lp_t - lp_s)).sum(-1)
+
+
+def sparse_ce_np(labels, logits):
+    logits = np.asarray(logits, "float64")
+    return -log_softmax_np(logits)[np.arange(len(labels)), labels]
