@@ -95,6 +95,10 @@ class Distiller(keras.Model):
     `training=False` outside the gradient tape, so BatchNorm statistics and Dropout stay in
     inference mode. `call`, `predict` and `evaluate`'s metrics use the student.
 
+    Callbacks that monitor `hard_loss` or `distillation_loss` (EarlyStopping,
+    ModelCheckpoint) need `mode="min"`: Keras infers the direction only for `loss` and its
+    own compiled metrics, as with the per-output losses of a multi-output model.
+
     `alpha` follows the keras.io convention: it weighs the *hard-label* loss. Some texts
     (e.g. write-ups that weigh the soft loss by alpha) use the opposite convention.
 
