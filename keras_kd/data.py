@@ -36,8 +36,8 @@ class DataSplits:
         class_names: one name per class.
         scale: inputs are `raw * scale` (e.g. 1/255 for uint8 images).
         name: where the data came from.
-        train_size: number of training examples.
-        test_size: number of test examples.
+        train_size: number of training examples (None when the source does not say).
+        test_size: number of test examples (None when the source does not say).
     """
 
     train: tf.data.Dataset
@@ -47,8 +47,8 @@ class DataSplits:
     class_names: list
     scale: float
     name: str
-    train_size: int
-    test_size: int
+    train_size: int | None
+    test_size: int | None
 
     def test_arrays(self, limit=None):
         """The test split as numpy `(x, y)` arrays (at most `limit` examples)."""
@@ -211,12 +211,17 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         return tf.cast(x, tf.float32) * scale, tf.cast(y, tf.int64)
 
     label = info.features["label"]
-    sizes = {s: info.splits[s].num_examples for s in ("train", "test")}
+    sizes = {}
+    for split in ("train", "test"):
+        try:
+            sizes[split] = info.splits[split].num_examples
+        except KeyError:  # split sizes not recorded (e.g. under tfds.testing.mock_data)
+            sizes[split] = None
     return DataSplits(
         train=_pipeline(train.map(normalize, num_parallel_calls=AUTOTUNE), batch_size, True, seed,
                         sizes["train"] or 60000, cache),
         test=_pipeline(test.map(normalize, num_parallel_calls=AUTOTUNE), batch_size, False, seed,
-                       sizes["test"], cache),
+                       sizes["test"] or 10000, cache),
         num_classes=label.num_classes,
         input_shape=tuple(info.features[image_key].shape),
         class_names=list(label.names),

@@ -1,0 +1,92 @@
+"""keras_kd.data: real MNIST from .npz, scikit-learn digits, TFDS offline via mock_data."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_kd import data
+
+
+def test_npz_real_mnist(mnist_path):
+    splits = data.load(mnist_path, batch_size=100)
+    assert (splits.train_size, splits.test_size, splits.num_classes) == (60000, 10000, 10)
+    assert splits.input_shape == (28, 28, 1) and splits.scale == pytest.approx(1 / 255)
+    x, y = splits.test_arrays()
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    # First test labels of the original MNIST ordering (shared/data/README.md).
+    np.testing.assert_array_equal(y[:10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
+    assert abs(float(x.mean()) - 0.124) < 0.01  # mean intensity documented for this file
+    xb, yb = next(iter(splits.train))
+    assert xb.shape == (100, 28, 28, 1) and yb.dtype == tf.int64
+
+
+def test_train_pipeline_shuffles_reproducibly(mnist_path):
+    a = next(iter(data.load(mnist_path, batch_size=64, seed=3).train))[1].numpy()
+    b = next(iter(data.load(mnist_path, batch_size=64, seed=3).train))[1].numpy()
+    c = next(iter(data.load(mnist_path, batch_size=64, seed=4).train))[1].numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_digits_needs_no_download():
+    splits = data.load("digits", batch_size=32)
+    assert splits.train_size + splits.test_size == 1797
+    assert splits.input_shape == (8, 8, 1) and splits.scale == pytest.approx(1 / 16)
+    x, _ = splits.train_arrays()
+    assert x.max() == pytest.approx(1.0)
+
+
+def test_arrays_source_and_errors():
+    x = np.random.default_rng(0).integers(0, 256, size=(50, 6, 6), dtype=np.uint8)
+    y = np.arange(50) % 3
+    splits = data.load(((x, y), (x[:10], y[:10])), batch_size=8)
+    assert splits.num_classes == 3 and splits.input_shape == (6, 6, 1)
+    with pytest.raises(ValueError, match="x and y differ in length"):
+        data.load(((x, y[:5]), (x, y)))
+    with pytest.raises(ValueError, match=r"argument `batch_size`.*Received: batch_size=0"):
+        data.load(((x, y), (x, y)), batch_size=0)
+    with pytest.raises(ValueError, match=r"argument `source`"):
+        data.load(42)
+
+
+def test_missing_npz_and_bad_keys(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file at"):
+        data.load(str(tmp_path / "absent.npz"))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros(3))
+    with pytest.raises(ValueError, match=r"missing keys \['x_test', 'x_train'"):
+        data.load(str(bad))
+
+
+def test_tfds_path_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        splits = data.load("mnist", batch_size=8)
+        x, y = next(iter(splits.train))
+    assert splits.name == "tfds:mnist" and splits.num_classes == 10
+    assert splits.input_shape == (28, 28, 1) and splits.scale == pytest.approx(1 / 255)
+    assert x.shape == (8, 28, 28, 1) and x.dtype == tf.float32 and float(tf.reduce_max(x)) <= 1.0
+    assert splits.class_names[:3] == ["0", "1", "2"]
+
+
+def test_tfds_offline_error_names_the_local_alternative(tmp_path):
+    with pytest.raises(data.DatasetUnavailableError, match=r"'mnist'.*\.npz.*digits"):
+        data.load("mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_tfds_network_failure_names_the_local_alternative(tmp_path, monkeypatch):
+    import requests
+    import tensorflow_datasets as tfds
+
+    def no_network(*args, **kwargs):
+        raise requests.exceptions.ConnectionError("Failed to resolve 'storage.googleapis.com'")
+
+    monkeypatch.setattr(tfds, "load", no_network)
+    with pytest.raises(data.DatasetUnavailableError, match=r"download failed.*ConnectionError.*\.npz"):
+        data.load("mnist", data_dir=str(tmp_path))
+
+
+def test_unknown_tfds_name():
+    with pytest.raises(ValueError, match=r"neither a file nor a TFDS dataset name"):
+        data.load("no_such_dataset_xyz")
