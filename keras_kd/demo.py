@@ -1,0 +1,81 @@
+"""`keras-kd demo`: teacher, distilled student, scratch twin, TFLite export, one table."""
+
+import os
+
+import keras
+
+from keras_kd import data, models, workflows
+
+# Both students use the same learning rate; 1e-3 leaves the distilled 2x20 under-fitted
+# on digits within 80 epochs (measured: hard loss 0.16 vs 0.09 at 3e-3).
+STUDENT_LR = 3e-3
+
+
+def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, verbose=2):
+    """Runs the demo on scikit-learn's bundled digits; returns the results dict."""
+    splits = data.load("digits", batch_size=64, seed=seed)
+    print(f"data: {splits.name}, {splits.train_size} train / {splits.test_size} test images "
+          f"{splits.input_shape}, {splits.num_classes} classes\n")
+    rows = {}
+
+    print(f"[1/4] teacher 2x1200 with dropout, {teacher_epochs} epochs")
+    keras.utils.set_random_seed(seed)
+    teacher = models.build("mlp-teacher", splits.input_shape, splits.num_classes)
+    rows["teacher"] = workflows.train_supervised(teacher, splits, epochs=teacher_epochs,
+                                                 verbose=verbose)
+
+    print(f"\n[2/4] student 2x20 from scratch, {student_epochs} epochs")
+    keras.utils.set_random_seed(seed + 1)
+    scratch = models.build("mlp-tiny", splits.input_shape, splits.num_classes)
+    initial = scratch.get_weights()
+    rows["student_scratch"] = workflows.train_supervised(
+        scratch, splits, epochs=student_epochs, lr=STUDENT_LR, verbose=verbose
+    )
+
+    print(f"\n[3/4] student 2x20 distilled (same initial weights), {student_epochs} epochs")
+    keras.utils.set_random_seed(seed + 1)
+    student = models.build("mlp-tiny", splits.input_shape, splits.num_classes)
+    student.set_weights(initial)
+    rows["student_distilled"], _ = workflows.distill(
+        student, teacher, splits, epochs=student_epochs, alpha=0.1, temperature=4.0,
+        lr=STUDENT_LR, verbose=verbose,
+    )
+
+    for key, model in (("teacher", teacher), ("student_scratch", scratch),
+                       ("student_distilled", student)):
+        path = workflows.save_atomically(model, os.path.join(output_dir, f"{key}.keras"))
+        rows[key]["keras_file_bytes"] = os.path.getsize(path)
+
+    print("\n[4/4] TFLite export of the distilled student")
+    exported = _export(student, splits, output_dir)
+    results = {"data": splits.name, "models": rows, "tflite": exported}
+
+    columns = [("name", "model", ""), ("params", "params", ","),
+               ("test_accuracy", "test acc", ".4f"), ("keras_file_bytes", ".keras bytes", ",")]
+    table_rows = [{**r, "name": k} for k, r in rows.items()]
+    print("\n" + workflows.table(table_rows, columns))
+    if exported:
+        print("\n" + workflows.table(
+            [{**r, "name": f"student {mode}"} for mode, r in exported.items()],
+            [("name", "tflite file", ""), ("size_bytes", "bytes", ","),
+             ("keras_accuracy", "keras acc", ".4f"), ("tflite_accuracy", "tflite acc", ".4f"),
+             ("top1_agreement", "agreement", ".4f"), ("latency_ms_batch1", "ms/sample", ".4f")],
+        ))
+    gain = rows["student_distilled"]["test_accuracy"] - rows["student_scratch"]["test_accuracy"]
+    print(f"\ndistillation gain over the scratch twin: {100 * gain:+.2f} accuracy points")
+    return results
+
+
+def _export(student, splits, output_dir):
+    """Float32 and int8 TFLite files of the student, each verified against it."""
+    from keras_kd import export
+
+    results = {}
+    for mode in ("float32", "int8"):
+        path = os.path.join(output_dir, f"student_{mode}.tflite")
+        export.to_tflite(student, path, quantization=mode, representative_data=splits.train,
+                         splits=splits)
+        results[mode] = export.verify(student, path, splits.test)
+        print(f"  {path}: {results[mode]['size_bytes']:,} bytes, "
+              f"agreement {results[mode]['top1_agreement']:.4f}")
+    return results

@@ -1,0 +1,260 @@
+"""The export module: a Keras student to a TFLite (LiteRT) file, and its verification.
+
+`to_tflite` goes through TensorFlow's own converter (a SavedModel with one named signature,
+`serving_default(input) -> {"logits"}`, then `tf.lite.TFLiteConverter`), which supports every
+quantization mode:
+
+| quantization | weights        | activations | needs representative data |
+|--------------|----------------|-------------|---------------------------|
+| `float32`    | float32        | float32     | no                        |
+| `float16`    | float16        | float32     | no                        |
+| `dynamic`    | int8           | float32 (int8 kernels where possible) | no      |
+| `int8`       | int8           | int8        | yes (capped number of samples) |
+
+Only TFLite built-in ops are allowed by default, so files run on phones and edge runtimes
+without the Flex delegate; `allow_tf_ops=True` is an explicit opt-in and the report flags it.
+The batch dimension stays dynamic (resize the input at run time). Files are written to a
+temporary name and renamed, with `labels.txt` and `metadata.json` beside them.
+"""
+
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_kd import litert_runner
+from keras_kd.litert_runner import INPUT_NAME, OUTPUT_NAME, SIGNATURE
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def _batches(data, limit=None):
+    """Yields float32 `(x, y_or_None)` numpy batches from a tf.data dataset, `(x, y)` or `x`."""
+    if isinstance(data, tf.data.Dataset):
+        iterable = data.as_numpy_iterator()
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        iterable = [(np.asarray(data[0]), np.asarray(data[1]))]
+    else:
+        iterable = [(np.asarray(data), None)]
+    seen = 0
+    for item in iterable:
+        x, y = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+        x = np.asarray(x, dtype=np.float32)
+        if limit is not None:
+            x = x[: limit - seen]
+            y = None if y is None else np.asarray(y)[: len(x)]
+        seen += len(x)
+        yield x, y
+        if limit is not None and seen >= limit:
+            return
+
+
+def _representative(data, max_samples):
+    def gen():
+        for x, _ in _batches(data, max_samples):
+            for i in range(len(x)):
+                yield {INPUT_NAME: x[i : i + 1]}
+
+    return gen
+
+
+def _check(quantization, representative_data, max_samples):
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"Invalid value for argument `quantization`. Expected one of {list(QUANTIZATIONS)}. "
+            f"Received: quantization={quantization!r}"
+        )
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "Invalid value for argument `representative_data`: quantization='int8' calibrates "
+            "activation ranges and needs example inputs (numpy array, (x, y) or tf.data "
+            "dataset). Received: representative_data=None"
+        )
+    if not isinstance(max_samples, int) or max_samples <= 0:
+        raise ValueError(
+            "Invalid value for argument `max_calibration_samples`. Expected a positive integer. "
+            f"Received: max_calibration_samples={max_samples!r}"
+        )
+
+
+def convert(model, quantization="float32", representative_data=None,
+            max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
+    """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments)."""
+    import keras
+
+    _check(quantization, representative_data, max_calibration_samples)
+    input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    if input_shape is None or None in input_shape:
+        raise ValueError(
+            "Invalid value for argument `model`: export needs a model with a known input shape "
+            f"(a Functional/Sequential model built with keras.Input). Received: {model.name}"
+        )
+    with tempfile.TemporaryDirectory() as saved_model:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name=SIGNATURE,
+            fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
+            input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)],
+        )
+        archive.write_out(saved_model, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            converter.representative_dataset = _representative(
+                representative_data, max_calibration_samples
+            )
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        if allow_tf_ops:
+            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        converter.target_spec.supported_ops = ops
+        return converter.convert()
+
+
+def _write_atomically(path, write):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb" if not path.endswith((".txt", ".json")) else "w") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def sidecar_paths(path):
+    """`(labels_path, metadata_path)` written next to a `.tflite` file."""
+    stem = os.path.splitext(path)[0]
+    return f"{stem}.labels.txt", f"{stem}.metadata.json"
+
+
+def to_tflite(model, path, quantization="float32", representative_data=None,
+              max_calibration_samples=500, int8_io=False, allow_tf_ops=False, splits=None,
+              class_names=None, input_scale=None):
+    """Exports `model` to a TFLite file, with `labels.txt` and `metadata.json` beside it.
+
+    Args:
+        model: a Keras model with a known input shape, outputting logits.
+        path: destination `.tflite` path (written atomically).
+        quantization: `"float32"`, `"float16"`, `"dynamic"` or `"int8"`.
+        representative_data: calibration inputs for `"int8"`: array, `(x, y)` or tf.data.
+        max_calibration_samples: cap on the calibration samples used. Default 500.
+        int8_io: with `"int8"`, make the input and output tensors int8 too (integer-only
+            accelerators); otherwise they stay float32 with int8 inside.
+        allow_tf_ops: allow TensorFlow (Flex) ops, which need the Flex delegate. Off by default.
+        splits: optional `keras_kd.data.DataSplits`, the source of class names and scaling.
+        class_names: class names (default: from `splits`, else "0".."N-1").
+        input_scale: the factor applied to raw inputs (default: from `splits`, else 1).
+
+    Returns:
+        The metadata dict written to the `.metadata.json` sidecar.
+    """
+    import keras_kd
+
+    flatbuffer = convert(model, quantization, representative_data, max_calibration_samples,
+                         int8_io, allow_tf_ops)
+    path = os.fspath(path)
+    _write_atomically(path, lambda f: f.write(flatbuffer))
+    num_classes = int(model.outputs[0].shape[-1])
+    names = list(class_names or (splits.class_names if splits else None)
+                 or [str(i) for i in range(num_classes)])
+    details = _interpreter(model_content=flatbuffer)
+    metadata = litert_runner.describe(
+        details, quantization=quantization, class_names=names,
+        input_scale=input_scale if input_scale is not None else (splits.scale if splits else 1.0),
+        source_model=model.name, version=keras_kd.__version__, allow_tf_ops=allow_tf_ops,
+    )
+    labels_path, metadata_path = sidecar_paths(path)
+    _write_atomically(labels_path, lambda f: f.write("\n".join(names) + "\n"))
+    _write_atomically(metadata_path, lambda f: json.dump(metadata, f, indent=2))
+    return metadata
+
+
+def _interpreter(model_path=None, model_content=None, num_threads=None):
+    """The LiteRT interpreter (`ai-edge-litert`), TensorFlow's as a fallback."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=model_path, model_content=model_content, num_threads=num_threads)
+
+
+def _latency_ms(path, x_one, num_threads, repeats=200):
+    interpreter = _interpreter(model_path=path, num_threads=num_threads)
+    runner = litert_runner.Runner(interpreter)
+    for _ in range(10):
+        runner(x_one)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner(x_one)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latency_repeats=200):
+    """Runs the TFLite file and the Keras model on the same data and compares them.
+
+    Args:
+        model: the Keras model the file was exported from.
+        tflite_path: the `.tflite` file.
+        dataset: `(x, y)` arrays or a tf.data dataset of `(x, y)` batches.
+        batch_size: examples per interpreter call.
+        max_samples: compare at most this many examples.
+        latency_repeats: timed batch-1 calls for each thread setting.
+
+    Returns:
+        A JSON-serialisable dict: Keras and TFLite accuracy, top-1 agreement, max |output
+        difference| (dequantized), file size, batch-1 latency at one thread and all threads,
+        the file's operators and whether it needs the Flex delegate.
+    """
+    interpreter = _interpreter(model_path=tflite_path)
+    runner = litert_runner.Runner(interpreter)
+    keras_correct = tflite_correct = agree = n = 0
+    max_diff = 0.0
+    first = None
+    for x, y in _batches(dataset, max_samples):
+        if first is None:
+            first = x[:1]
+        keras_logits = np.asarray(model(x, training=False), dtype=np.float32)
+        lite_logits = np.concatenate(
+            [runner(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+        k, t = keras_logits.argmax(-1), lite_logits.argmax(-1)
+        agree += int((k == t).sum())
+        if y is not None:
+            keras_correct += int((k == y).sum())
+            tflite_correct += int((t == y).sum())
+        max_diff = max(max_diff, float(np.abs(keras_logits - lite_logits).max()))
+        n += len(x)
+    ops = litert_runner.operators(interpreter)
+    threads = os.cpu_count() or 1
+    report = {
+        "file": os.fspath(tflite_path),
+        "size_bytes": os.path.getsize(tflite_path),
+        "examples": n,
+        "keras_accuracy": keras_correct / n if n else None,
+        "tflite_accuracy": tflite_correct / n if n else None,
+        "top1_agreement": agree / n if n else None,
+        "max_abs_diff": max_diff,
+        "latency_ms_batch1": _latency_ms(tflite_path, first, 1, latency_repeats),
+        f"latency_ms_batch1_{threads}threads": _latency_ms(tflite_path, first, threads,
+                                                           latency_repeats),
+        "operators": ops,
+        "flex_ops": [op for op in ops if op.startswith("Flex")],
+        "input_dtype": runner.input_dtype.__name__,
+    }
+    return report

@@ -1,0 +1,121 @@
+"""The jobs behind the CLI: train a teacher, distil or train a student, evaluate, the demo.
+
+Each returns a JSON-serialisable dict; models are written atomically (temporary name, then
+rename), so an interrupted run never leaves a half-written file behind.
+"""
+
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+from keras_kd.distiller import Distiller
+
+
+def save_atomically(model, path):
+    """Saves a Keras model to `path` through a temporary file in the same directory."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _optimizer(lr, epochs, steps):
+    if steps:
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.01)
+    return keras.optimizers.Adam(lr)
+
+
+def _steps(splits):
+    try:
+        return int(splits.train.cardinality().numpy()) if splits.train.cardinality() > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _history(history):
+    return {k: [round(float(v), 6) for v in vals] for k, vals in history.history.items()}
+
+
+def model_facts(model):
+    """Parameter count and float32 weight size of a model."""
+    params = int(model.count_params())
+    return {"name": model.name, "params": params, "weights_bytes": params * 4}
+
+
+def accuracy(model, splits):
+    """Top-1 accuracy of a logits model on the test split (plain numpy, no compile needed)."""
+    correct = total = 0
+    for x, y in splits.test:
+        pred = np.argmax(model(x, training=False), axis=-1)
+        correct += int(np.sum(pred == y.numpy()))
+        total += len(pred)
+    return correct / total
+
+
+def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None):
+    """Trains a logits model on the labels alone (a teacher, or a student's scratch twin)."""
+    model.compile(
+        optimizer=_optimizer(lr, epochs, _steps(splits)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.time()
+    history = model.fit(splits.train, validation_data=splits.test, epochs=epochs, verbose=verbose,
+                        callbacks=callbacks)
+    return {
+        **model_facts(model),
+        "test_accuracy": accuracy(model, splits),
+        "train_seconds": round(time.time() - start, 2),
+        "history": _history(history),
+    }
+
+
+def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
+            distillation_loss_fn=None, lr=1e-3, verbose="auto", callbacks=None):
+    """Distils `teacher` into `student`; returns the facts and the trained `Distiller`."""
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer=_optimizer(lr, epochs, _steps(splits)),
+        metrics=["accuracy"],
+        distillation_loss_fn=distillation_loss_fn,
+        alpha=alpha,
+        temperature=temperature,
+    )
+    start = time.time()
+    history = distiller.fit(splits.train, validation_data=splits.test, epochs=epochs,
+                            verbose=verbose, callbacks=callbacks)
+    results = {
+        **model_facts(student),
+        "alpha": alpha,
+        "temperature": distiller.temperature,
+        "test_accuracy": accuracy(student, splits),
+        "train_seconds": round(time.time() - start, 2),
+        "history": _history(history),
+    }
+    return results, distiller
+
+
+def table(rows, columns):
+    """A plain-text table: `rows` are dicts, `columns` (key, header, format) triples."""
+    header = "  ".join(f"{h:>{max(len(h), 10)}}" if i else f"{h:<22}"
+                       for i, (_, h, _) in enumerate(columns))
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = []
+        for i, (key, h, fmt) in enumerate(columns):
+            value = row.get(key, "")
+            text = format(value, fmt) if value != "" else ""
+            cells.append(f"{text:>{max(len(h), 10)}}" if i else f"{text:<22}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
