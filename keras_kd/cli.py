@@ -116,6 +116,47 @@ def cmd_evaluate(args):
     return results
 
 
+def cmd_export(args):
+    import keras
+
+    from keras_kd import data, export
+
+    model = keras.saving.load_model(args.model)
+    splits = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
+    metadata = export.to_tflite(
+        model, args.output, quantization=args.quantization, representative_data=splits.train,
+        max_calibration_samples=args.calibration_samples, int8_io=args.int8_io,
+        allow_tf_ops=args.allow_tf_ops, splits=splits,
+    )
+    report = export.verify(model, args.output, splits.test)
+    _print_report(report)
+    results = {"command": "export", "model": args.model, "metadata": metadata, "verify": report}
+    _write_json(args.results, results)
+    return results
+
+
+def cmd_verify(args):
+    import keras
+
+    from keras_kd import data, export
+
+    model = keras.saving.load_model(args.model)
+    splits = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
+    report = export.verify(model, args.tflite, splits.test)
+    _print_report(report)
+    _write_json(args.results, {"command": "verify", "model": args.model, "verify": report})
+    return report
+
+
+def _print_report(report):
+    from keras_kd import workflows
+
+    row = {**report, "name": os.path.basename(report["file"])}
+    print(workflows.table([row], workflows.EXPORT_COLUMNS))
+    if report["flex_ops"]:
+        print(f"WARNING: the file needs the Flex delegate for {report['flex_ops']}")
+
+
 def cmd_demo(args):
     from keras_kd import demo
 
@@ -170,6 +211,29 @@ def build_parser():
     p.add_argument("--model", required=True, help="a .keras model outputting logits")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("export", help="export a .keras model to TFLite and verify the file")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the trained .keras model (outputs logits)")
+    p.add_argument("--output", required=True, help="the .tflite file to write (sidecars beside it)")
+    p.add_argument("--quantization", default="float32",
+                   choices=("float32", "float16", "dynamic", "int8"),
+                   help="float32 (exact), float16 (half-size weights), dynamic (int8 weights), "
+                        "int8 (full integer, calibrated on --data's training split). "
+                        "Default: float32")
+    p.add_argument("--calibration-samples", type=int, default=500,
+                   help="representative samples for int8 calibration. Default: 500")
+    p.add_argument("--int8-io", action="store_true",
+                   help="with int8: int8 input and output tensors (integer-only accelerators)")
+    p.add_argument("--allow-tf-ops", action="store_true",
+                   help="allow TensorFlow (Flex) ops; the file then needs the Flex delegate")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="compare a .tflite file with its .keras model")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the .keras model the file came from")
+    p.add_argument("--tflite", required=True, help="the .tflite file")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("demo", help="the whole path on bundled data, in a few minutes",
                        description=DEMO_STEPS)
     p.add_argument("--output-dir", default="runs/demo", help="where models, TFLite files and "
@@ -186,7 +250,8 @@ def build_parser():
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    for name in ("epochs", "batch_size", "teacher_epochs", "student_epochs"):
+    for name in ("epochs", "batch_size", "teacher_epochs", "student_epochs",
+                 "calibration_samples"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             print(f"keras-kd: error: invalid value for --{name.replace('_', '-')}: expected a "

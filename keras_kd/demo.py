@@ -57,9 +57,7 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
     if exported:
         print("\n" + workflows.table(
             [{**r, "name": f"student {mode}"} for mode, r in exported.items()],
-            [("name", "tflite file", ""), ("size_bytes", "bytes", ","),
-             ("keras_accuracy", "keras acc", ".4f"), ("tflite_accuracy", "tflite acc", ".4f"),
-             ("top1_agreement", "agreement", ".4f"), ("latency_ms_batch1", "ms/sample", ".4f")],
+            workflows.EXPORT_COLUMNS,
         ))
     gain = rows["student_distilled"]["test_accuracy"] - rows["student_scratch"]["test_accuracy"]
     print(f"\ndistillation gain over the scratch twin: {100 * gain:+.2f} accuracy points")

@@ -106,6 +106,14 @@ def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
     return results, distiller
 
 
+EXPORT_COLUMNS = [
+    ("name", "tflite file", ""), ("size_bytes", "bytes", ","),
+    ("keras_accuracy", "keras acc", ".4f"), ("tflite_accuracy", "tflite acc", ".4f"),
+    ("top1_agreement", "agreement", ".4f"), ("max_abs_diff", "max |diff|", ".2e"),
+    ("latency_ms_batch1", "ms/sample", ".4f"),
+]
+
+
 def table(rows, columns):
     """A plain-text table: `rows` are dicts, `columns` (key, header, format) triples."""
     header = "  ".join(f"{h:>{max(len(h), 10)}}" if i else f"{h:<22}"
