@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+DATA_SHARDING = tf.data.experimental.AutoShardPolicy.DATA
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -125,7 +126,14 @@ def load_digits(test_fraction=0.25, seed=0):
     return (x[train], y[train]), (x[test], y[test])
 
 
-def _pipeline(ds, batch_size, training, seed, size, cache):
+def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
+    """Cache, shuffle, batch, prefetch. Under multi-worker training `fit` shards the result
+    across workers: in-memory sources shard by example (`DATA`), TFDS sources keep `AUTO`
+    (by file when there are enough files, else by example)."""
+    if shard_policy is not None:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = shard_policy
+        ds = ds.with_options(options)
     if cache:
         ds = ds.cache()
     if training:
@@ -156,11 +164,11 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
-            batch_size, True, seed, len(x_train), cache=False,
+            batch_size, True, seed, len(x_train), cache=False, shard_policy=DATA_SHARDING,
         ),
         test=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_test, y_test)),
-            batch_size, False, seed, len(x_test), cache=False,
+            batch_size, False, seed, len(x_test), cache=False, shard_policy=DATA_SHARDING,
         ),
         num_classes=num_classes,
         input_shape=tuple(x_train.shape[1:]),

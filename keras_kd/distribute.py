@@ -37,7 +37,7 @@ def _tpu():
     return tf.distribute.TPUStrategy(resolver)
 
 
-def get_strategy(name="auto"):
+def get_strategy(name="auto", collective_timeout=None):
     """Returns a `tf.distribute.Strategy` by name.
 
     Args:
@@ -45,6 +45,10 @@ def get_strategy(name="auto"):
             more than one worker, Mirrored when more than one GPU is visible, else the default
             strategy), `"default"`, `"mirrored"` (all local GPUs, or all logical CPUs when
             there is no GPU), `"multi_worker"` (needs `TF_CONFIG`) or `"tpu"`.
+        collective_timeout: multi-worker only: seconds after which a collective operation
+            (gradient all-reduce) waiting for a dead or stuck worker fails the run instead of
+            hanging. `None` waits forever (TensorFlow's default; its health check still
+            notices unreachable peers, after a minute or more).
 
     Raises:
         ValueError: for an unknown name, listing the available ones.
@@ -57,7 +61,10 @@ def get_strategy(name="auto"):
     if name == "tpu":
         return _tpu()
     if name == "multi_worker" or (name == "auto" and _workers_in_tf_config() > 1):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout
+        )
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
@@ -71,3 +78,34 @@ def get_strategy(name="auto"):
         if len(tf.config.list_logical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def batch_sizes(strategy, global_batch_size=None, per_replica_batch_size=None):
+    """Returns `(global_batch_size, per_replica_batch_size)` from either one.
+
+    `fit` takes the global batch (what one optimizer step sees); each of the strategy's
+    `num_replicas_in_sync` replicas processes `global / replicas` examples of it.
+
+    Raises:
+        ValueError: unless exactly one is given, positive, and the global batch divides
+            evenly among the replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if (global_batch_size is None) == (per_replica_batch_size is None):
+        raise ValueError(
+            "Pass exactly one of `global_batch_size` and `per_replica_batch_size`. Received: "
+            f"global_batch_size={global_batch_size}, per_replica_batch_size={per_replica_batch_size}"
+        )
+    if per_replica_batch_size is not None:
+        if per_replica_batch_size <= 0:
+            raise ValueError(
+                "Invalid value for argument `per_replica_batch_size`. Expected a positive "
+                f"integer. Received: per_replica_batch_size={per_replica_batch_size}"
+            )
+        return per_replica_batch_size * replicas, per_replica_batch_size
+    if global_batch_size <= 0 or global_batch_size % replicas:
+        raise ValueError(
+            "Invalid value for argument `global_batch_size`. Expected a positive multiple of "
+            f"the {replicas} replicas. Received: global_batch_size={global_batch_size}"
+        )
+    return global_batch_size, global_batch_size // replicas

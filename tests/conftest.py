@@ -10,7 +10,6 @@ import pathlib
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -47,20 +46,3 @@ def _seed():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
-
-
-def log_softmax_np(z):
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
-def kl_np(teacher, student, t):
-    """Hand formula: T^2 * KL(softmax(teacher/T) || softmax(student/T)), per example."""
-    teacher, student = np.asarray(teacher, "float64"), np.asarray(student, "float64")
-    lp_t, lp_s = log_softmax_np(teacher / t), log_softmax_np(student / t)
-    return t**2 * (np.exp(lp_t) * (lp_t - lp_s)).sum(-1)
-
-
-def sparse_ce_np(labels, logits):
-    logits = np.asarray(logits, "float64")
-    return -log_softmax_np(logits)[np.arange(len(labels)), labels]

@@ -4,52 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import kl_np, sparse_ce_np
+from helpers import C, D, N, X, Y, clone, kl_np, make_student, make_teacher, sparse_ce_np
 
 import keras_kd as kd
-
-N, D, C = 40, 12, 4
-RNG = np.random.default_rng(7)
-X = RNG.normal(size=(N, D)).astype("float32")
-Y = RNG.integers(0, C, size=N).astype("int64")
-
-
-class CallCounter(keras.layers.Layer):
-    """Identity layer counting how many times it runs (in compiled steps too)."""
-
-    def build(self, input_shape):
-        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
-
-    def call(self, x):
-        self.calls.assign_add(1.0)
-        return x
-
-
-def make_teacher(counter=False, train=True):
-    inputs = keras.Input((D,))
-    h = CallCounter()(inputs) if counter else inputs
-    h = keras.layers.Dense(16, activation="relu")(h)
-    h = keras.layers.BatchNormalization()(h)
-    h = keras.layers.Dropout(0.5)(h)
-    teacher = keras.Model(inputs, keras.layers.Dense(C)(h), name="teacher")
-    if train:  # moves the BatchNorm statistics away from their initial values
-        teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        teacher.fit(X, Y, epochs=2, verbose=0)
-    return teacher
-
-
-def make_student(counter=False):
-    inputs = keras.Input((D,))
-    h = CallCounter()(inputs) if counter else inputs
-    h = keras.layers.Dense(8, activation="relu")(h)
-    return keras.Model(inputs, keras.layers.Dense(C)(h), name="student")
-
-
-def clone(model):
-    copy = keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
-
 
 def hand_logs(teacher, student, x, y, alpha, t, w=None):
     """What every logged value must be, from NumPy formulas."""
@@ -112,7 +69,7 @@ def test_epoch_logs_average_uneven_batches_by_example():
 
 def test_sample_weight_is_honoured():
     teacher, student = make_teacher(), make_student()
-    w = RNG.uniform(0, 2, size=N).astype("float32")
+    w = np.random.default_rng(3).uniform(0, 2, size=N).astype("float32")
     w[:5] = 0.0
     distiller = kd.Distiller(student, teacher)
     distiller.compile(optimizer=keras.optimizers.SGD(0.0), alpha=0.25, temperature=4.0)

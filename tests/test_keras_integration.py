@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_distiller import C, X, Y, clone, hand_logs, make_student, make_teacher
+from helpers import C, X, Y, clone, make_student, make_teacher
+from test_distiller import hand_logs
 
 import keras_kd as kd
 

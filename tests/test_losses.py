@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import kl_np, log_softmax_np
+from helpers import kl_np, log_softmax_np
 
 from keras_kd import losses
 

@@ -1,0 +1,115 @@
+"""Callbacks that are safe under multi-worker training: only the chief writes.
+
+Keras 3's own `BackupAndRestore` and `ModelCheckpoint` write from every worker to the same
+path, which races on shared storage. Here every worker still runs the save (saving may
+read distributed variables, which takes all workers), but non-chief workers write into a
+private temporary directory that is deleted at once; the chief writes the real files, through
+a temporary name and a rename.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+
+
+def task():
+    """`(task_type, task_index)` from `TF_CONFIG`, or `(None, 0)` outside a cluster."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    info = config.get("task", {})
+    return info.get("type"), int(info.get("index", 0))
+
+
+def is_chief():
+    """True on the chief: the `chief` task, else worker 0, else a single process."""
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task_type, index = task()
+    if task_type is None or task_type == "chief":
+        return True
+    return task_type == "worker" and index == 0 and "chief" not in config.get("cluster", {})
+
+
+def _save(path, save_fn):
+    """Atomic save on the chief; a throw-away save elsewhere."""
+    if is_chief():
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+        os.close(fd)
+        try:
+            save_fn(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        scratch = tempfile.mkdtemp(prefix="keras_kd_worker_")
+        try:
+            save_fn(os.path.join(scratch, os.path.basename(path)))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` where only the chief writes, atomically.
+
+    Restoring continues an interrupted `fit` from the last completed epoch (or `save_freq`
+    batch), with the weights and optimizer state. Under multi-worker training `backup_dir`
+    must be storage that every worker can read (all workers restore from the chief's files).
+    """
+
+    def _save_model(self):
+        _save(self._weights_path, lambda p: self.model.save_weights(p, overwrite=True))
+        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+        def write_metadata(p):
+            with open(p, "w") as f:
+                f.write(metadata)
+
+        _save(self._training_metadata_path, write_metadata)
+
+    def on_train_end(self, logs=None):
+        if is_chief():
+            super().on_train_end(logs)
+
+
+class StudentCheckpoint(keras.callbacks.Callback):
+    """Saves the `Distiller`'s student as `.keras` at the end of epochs (chief only, atomic).
+
+    Args:
+        filepath: where to save; may use `{epoch}` and log keys, as in `ModelCheckpoint`.
+        monitor: with `save_best_only`, the log key to watch (e.g. `"val_loss"`).
+        mode: `"min"` or `"max"`, the better direction of `monitor`.
+        save_best_only: save only when `monitor` improves.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", mode="min", save_best_only=False):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(
+                f"Invalid value for argument `mode`. Expected 'min' or 'max'. Received: mode={mode!r}"
+            )
+        self.filepath = os.fspath(filepath)
+        self.monitor, self.mode, self.save_best_only = monitor, mode, save_best_only
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                raise ValueError(
+                    f"StudentCheckpoint: monitor={self.monitor!r} is not in the logs. "
+                    f"Available: {sorted(logs)}"
+                )
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if not better:
+                return
+            self.best = value
+        student = getattr(self.model, "student", self.model)
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        _save(path, student.save)

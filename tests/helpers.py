@@ -1,0 +1,63 @@
+"""Test helpers importable anywhere (worker processes too): no device set-up here."""
+
+import keras
+import numpy as np
+
+N, D, C = 40, 12, 4
+RNG = np.random.default_rng(7)
+X = RNG.normal(size=(N, D)).astype("float32")
+Y = RNG.integers(0, C, size=N).astype("int64")
+
+
+class CallCounter(keras.layers.Layer):
+    """Identity layer counting how many times it runs (in compiled steps too)."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, x):
+        self.calls.assign_add(1.0)
+        return x
+
+
+def make_teacher(counter=False, train=True):
+    inputs = keras.Input((D,))
+    h = CallCounter()(inputs) if counter else inputs
+    h = keras.layers.Dense(16, activation="relu")(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Dropout(0.5)(h)
+    teacher = keras.Model(inputs, keras.layers.Dense(C)(h), name="teacher")
+    if train:  # moves the BatchNorm statistics away from their initial values
+        teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        teacher.fit(X, Y, epochs=2, verbose=0)
+    return teacher
+
+
+def make_student(counter=False):
+    inputs = keras.Input((D,))
+    h = CallCounter()(inputs) if counter else inputs
+    h = keras.layers.Dense(8, activation="relu")(h)
+    return keras.Model(inputs, keras.layers.Dense(C)(h), name="student")
+
+
+def clone(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def log_softmax_np(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def kl_np(teacher, student, t):
+    """Hand formula: T^2 * KL(softmax(teacher/T) || softmax(student/T)), per example."""
+    teacher, student = np.asarray(teacher, "float64"), np.asarray(student, "float64")
+    lp_t, lp_s = log_softmax_np(teacher / t), log_softmax_np(student / t)
+    return t**2 * (np.exp(lp_t) * (lp_t - lp_s)).sum(-1)
+
+
+def sparse_ce_np(labels, logits):
+    logits = np.asarray(logits, "float64")
+    return -log_softmax_np(logits)[np.arange(len(labels)), labels]
