@@ -7,8 +7,16 @@ matplotlib) are imported inside the functions that need them.
 
 __version__ = "0.1.0"
 
+from keras_kd import callbacks
+from keras_kd import data
+from keras_kd import distribute
+from keras_kd import export
 from keras_kd import losses
+from keras_kd import models
 from keras_kd.distiller import Distiller
 from keras_kd.teachers import TeacherEnsemble
 
-__all__ = ["Distiller", "TeacherEnsemble", "losses", "__version__"]
+__all__ = [
+    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "losses",
+    "models", "__version__",
+]

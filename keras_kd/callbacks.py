@@ -53,7 +53,6 @@ def _save(path, save_fn):
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-@keras.saving.register_keras_serializable(package="keras_kd")
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` where only the chief writes, atomically.
 

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
 from keras_kd.teachers import TeacherEnsemble
@@ -307,7 +308,7 @@ class Distiller(keras.Model):
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_trackers(logs)
-        return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        return self._step_logs(x, y, student_logits, sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -315,7 +316,18 @@ class Distiller(keras.Model):
         student_logits = self.student(x, training=False)
         _, logs = self.compute_distillation_losses(y, teacher_logits, student_logits, sample_weight)
         self._update_trackers(logs)
-        return self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        return self._step_logs(x, y, student_logits, sample_weight)
+
+    def _step_logs(self, x, y, student_logits, sample_weight):
+        logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        return distribute.step_logs(self.distribute_strategy, logs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 fails here under MultiWorkerMirroredStrategy: see
+        # `keras_kd.distribute.symbolic_build_from_one_replica`.
+        if self._distribute_strategy is None or iterator is None or data_batch is not None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        distribute.symbolic_build_from_one_replica(self, iterator)
 
     # ------------------------------------------------------------ serialization
     def get_config(self):

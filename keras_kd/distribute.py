@@ -109,3 +109,41 @@ def batch_sizes(strategy, global_batch_size=None, per_replica_batch_size=None):
             f"the {replicas} replicas. Received: global_batch_size={global_batch_size}"
         )
     return global_batch_size, global_batch_size // replicas
+
+
+def symbolic_build_from_one_replica(model, iterator):
+    """Builds `model`'s metrics and state from the first batch seen by one local replica.
+
+    Keras 3's `TensorFlowTrainer._maybe_symbolic_build` all-reduces a whole distributed
+    batch with `strategy.reduce("MEAN", (x, y, ...))` only to learn its shapes, which fails
+    under MultiWorkerMirroredStrategy ("Attempt to convert a value (PerReplica...) to a
+    Tensor", keras-team/keras#20585) and costs a collective under MirroredStrategy. The
+    shapes of one local replica's batch are the ones each replica's step sees.
+    """
+    strategy = model.distribute_strategy
+    for _, _, it in iterator:
+        batch = next(it)
+        break
+
+    def first_local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    with strategy.scope():
+        model._symbolic_build(data_batch=tf.nest.map_structure(first_local, batch))
+
+
+def step_logs(strategy, logs):
+    """Makes a step's logs reducible by Keras under MultiWorkerMirroredStrategy.
+
+    Keras 3 reduces step outputs across workers with `strategy.reduce("MEAN", v, axis=0)`,
+    which fails on the scalar metric results every step returns ("Invalid reduction dimension
+    0 for input with 0 dimensions"). Metric results are already synchronised (equal on every
+    replica), so giving them a length-1 axis changes no value; elsewhere logs pass unchanged.
+    """
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.extended._in_multi_worker_mode()
+    ):
+        return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
+    return logs

@@ -187,3 +187,63 @@ def test_num_classes_mismatch_in_teacher_is_caught():
     distiller.compile()
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
         distiller.fit(X, Y, verbose=0)
+
+
+@pytest.mark.parametrize("callback", [keras.callbacks.BackupAndRestore, kd.callbacks.BackupAndRestore])
+def test_resume_under_mirrored_strategy(tmp_path, callback):
+    teacher, student = make_teacher(), make_student()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+    def build(weights):
+        with strategy.scope():
+            t = make_teacher(train=False)
+            t.set_weights(teacher.get_weights())
+            s = make_student()
+            s.set_weights(weights)
+            return s, compiled(s, t)
+
+    reference_student, reference = build(student.get_weights())
+    reference.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0)
+    _, first = build(student.get_weights())
+    with pytest.raises(RuntimeError, match="preemption"):
+        first.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                  callbacks=[callback(str(tmp_path / "b")), Interrupt()])
+    resumed_student, resumed = build(make_student().get_weights())
+    history = resumed.fit(X, Y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                          callbacks=[callback(str(tmp_path / "b"))])
+    assert len(history.history["loss"]) == 2
+    for a, b in zip(resumed_student.get_weights(), reference_student.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not (tmp_path / "b").exists()  # removed after the run completed
+
+
+def test_student_checkpoint_saves_the_best_student(tmp_path):
+    distiller = compiled(make_student(), make_teacher())
+    path = tmp_path / "best_student.keras"
+    history = distiller.fit(X, Y, epochs=4, validation_data=(X, Y), verbose=0, callbacks=[
+        kd.callbacks.StudentCheckpoint(path, monitor="val_hard_loss", save_best_only=True)
+    ]).history
+    restored = keras.saving.load_model(path)
+    hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(Y, restored.predict(X, verbose=0))
+    np.testing.assert_allclose(float(hard), min(history["val_hard_loss"]), rtol=1e-5)
+    assert os.listdir(tmp_path) == ["best_student.keras"]
+    with pytest.raises(ValueError, match="monitor='nope' is not in the logs"):
+        distiller.fit(X, Y, epochs=1, verbose=0, callbacks=[
+            kd.callbacks.StudentCheckpoint(path, monitor="nope", save_best_only=True)])
+
+
+def test_strategy_names_and_batch_sizes(monkeypatch):
+    with pytest.raises(ValueError, match=r"argument `strategy`.*'mirrored'.*Received: strategy='gpu'"):
+        kd.distribute.get_strategy("gpu")
+    assert kd.distribute.get_strategy("default") is tf.distribute.get_strategy()
+    mirrored = kd.distribute.get_strategy("mirrored")  # the 2 logical CPUs of conftest
+    assert mirrored.num_replicas_in_sync == 2
+    assert kd.distribute.batch_sizes(mirrored, global_batch_size=64) == (64, 32)
+    assert kd.distribute.batch_sizes(mirrored, per_replica_batch_size=16) == (32, 16)
+    with pytest.raises(ValueError, match=r"multiple of the 2 replicas.*Received: global_batch_size=33"):
+        kd.distribute.batch_sizes(mirrored, global_batch_size=33)
+    with pytest.raises(ValueError, match="exactly one"):
+        kd.distribute.batch_sizes(mirrored)
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="Invalid TF_CONFIG"):
+        kd.distribute.get_strategy("auto")
