@@ -10,6 +10,7 @@ from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
 from keras_kd.teachers import TeacherEnsemble
+from keras_kd.teachers import split_cached
 
 # Student-loss names resolved to *logit* losses: `keras.losses.get(name)` would return the
 # probability version (`from_logits=False`) and silently mistreat the student's logits.
@@ -237,6 +238,7 @@ class Distiller(keras.Model):
             self.optimizer.build(self.student.trainable_variables)
 
     def call(self, inputs, training=False):
+        inputs, _ = split_cached(inputs)
         return self.student(inputs, training=training)
 
     # ----------------------------------------------------------------- losses
@@ -295,9 +297,15 @@ class Distiller(keras.Model):
             logs["distillation_loss"], sample_weight=logs["count"]
         )
 
+    def _inputs_and_teacher_logits(self, x):
+        x, cached = split_cached(x)  # batches from `keras_kd.teachers.cache_logits`
+        if cached is not None:
+            return x, ops.cast(cached, "float32")
+        return x, self.teacher_logits(x)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        teacher_logits = self.teacher_logits(x)
+        x, teacher_logits = self._inputs_and_teacher_logits(x)
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
@@ -312,7 +320,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        teacher_logits = self.teacher_logits(x)
+        x, teacher_logits = self._inputs_and_teacher_logits(x)
         student_logits = self.student(x, training=False)
         _, logs = self.compute_distillation_losses(y, teacher_logits, student_logits, sample_weight)
         self._update_trackers(logs)

@@ -1,6 +1,10 @@
-"""Teachers made of several models."""
+"""Teachers made of several models, and teacher outputs computed once (cached)."""
+
+import os
 
 import keras
+import numpy as np
+import tensorflow as tf
 from keras import ops
 
 
@@ -65,3 +69,82 @@ class TeacherEnsemble(keras.Model):
         config = dict(config)
         config["teachers"] = [keras.saving.deserialize_keras_object(t) for t in config["teachers"]]
         return cls(**config)
+
+
+TEACHER_LOGITS = "teacher_logits"
+INPUTS = "inputs"
+
+
+def split_cached(x):
+    """`(inputs, teacher_logits or None)` from a batch that may carry cached teacher logits."""
+    if isinstance(x, dict) and TEACHER_LOGITS in x:
+        return x[INPUTS], x[TEACHER_LOGITS]
+    return x, None
+
+
+def _first_batch(dataset):
+    return tf.nest.map_structure(lambda t: t.numpy(), next(iter(dataset)))
+
+
+def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None):
+    """Runs `teacher` once over `dataset` and returns batches that carry its logits.
+
+    The `Distiller` then trains without running the teacher: each element becomes
+    `({"inputs": x, "teacher_logits": t}, y[, sample_weight])`, with the same batch size.
+    Use it when the inputs the student sees are the inputs the teacher saw, i.e. no random
+    augmentation after this point.
+
+    Args:
+        teacher: the trained teacher (a `keras.Model` outputting logits).
+        dataset: a *deterministic* `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`
+            batches: not yet shuffled, no random augmentation.
+        path: `None` keeps the result in memory; a directory saves it with
+            `tf.data.Dataset.save` (for data that does not fit in memory) and reads it back
+            from disk each epoch.
+        shuffle_buffer: if set, examples are shuffled (each epoch anew) with this buffer
+            before re-batching.
+        seed: shuffling seed.
+
+    Returns:
+        A `tf.data.Dataset` for `Distiller.fit`.
+
+    Raises:
+        ValueError: if `dataset` yields different data on two passes (shuffling or random
+            augmentation): cached logits would then belong to other inputs. Cache before
+            shuffling, or use the live teacher.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            "Invalid value for argument `dataset`. Expected a tf.data.Dataset of (x, y) "
+            f"batches. Received: dataset={type(dataset).__name__}"
+        )
+    first, again = _first_batch(dataset), _first_batch(dataset)
+    same = tf.nest.map_structure(lambda a, b: bool(np.array_equal(a, b)), first, again)
+    if not all(tf.nest.flatten(same)):
+        raise ValueError(
+            "Invalid value for argument `dataset`: it yields different data on each pass "
+            "(shuffled or randomly augmented), so teacher outputs cannot be cached. Cache "
+            "before `shuffle`/augmentation (and pass `shuffle_buffer`), or train with the "
+            "live teacher."
+        )
+    batch_size = int(tf.nest.flatten(first)[0].shape[0])
+
+    @tf.function
+    def logits(x):
+        return tf.cast(teacher(x, training=False), tf.float32)
+
+    def attach(x, *rest):
+        return ({INPUTS: x, TEACHER_LOGITS: logits(x)}, *rest)
+
+    cached = dataset.map(attach)
+    if path is None:
+        arrays = [tf.nest.map_structure(lambda t: t.numpy(), b) for b in cached]
+        cached = tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(lambda *parts: np.concatenate(parts), *arrays)
+        )
+    else:
+        cached.unbatch().save(os.fspath(path))
+        cached = tf.data.Dataset.load(os.fspath(path))
+    if shuffle_buffer:
+        cached = cached.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return cached.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -255,3 +255,38 @@ def test_student_regularization_losses_are_included():
     penalty = 0.5 * np.sum(student.layers[-1].kernel.numpy() ** 2)
     expected = hand_logs(teacher, student, X, Y, 0.2, 2.0)["loss"] + penalty
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_cached_teacher_logits_train_exactly_like_the_live_teacher(tmp_path, on_disk):
+    teacher, student = make_teacher(counter=True), make_student()
+    twin = clone(student)
+    ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8)
+    histories = []
+    for s, data in ((student, ds), (twin, None)):
+        distiller = kd.Distiller(s, teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1), metrics=["accuracy"], alpha=0.3,
+                          temperature=2.0)
+        if data is None:
+            calls = teacher.layers[1].calls.numpy()
+            data = kd.teachers.cache_logits(teacher, ds, path=tmp_path / "c" if on_disk else None)
+            after_cache = teacher.layers[1].calls.numpy()
+            assert after_cache > calls  # the teacher ran once, for the cache...
+        histories.append(distiller.fit(data, epochs=3, verbose=0).history)
+    assert teacher.layers[1].calls.numpy() == after_cache  # ...and never while training on it
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[0][key], histories[1][key], rtol=1e-5, err_msg=key)
+    for a, b in zip(student.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert distiller.predict(data, verbose=0).shape == (N, C)
+
+
+def test_caching_a_random_pipeline_is_refused():
+    ds = tf.data.Dataset.from_tensor_slices((X, Y)).shuffle(N).batch(8)
+    with pytest.raises(ValueError, match="different data on each pass"):
+        kd.teachers.cache_logits(make_teacher(train=False), ds)
+    noisy = tf.data.Dataset.from_tensor_slices((X, Y)).batch(8).map(
+        lambda x, y: (x + tf.random.normal(tf.shape(x)), y)
+    )
+    with pytest.raises(ValueError, match="different data on each pass"):
+        kd.teachers.cache_logits(make_teacher(train=False), noisy)
