@@ -86,6 +86,22 @@ def _first_batch(dataset):
     return tf.nest.map_structure(lambda t: t.numpy(), next(iter(dataset)))
 
 
+def _random_ops(dataset):
+    """Shuffle and random ops in a dataset's graph (its map functions included)."""
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return sorted({n.op for n in nodes if "Shuffle" in n.op or "Random" in n.op})
+
+
+def is_deterministic(dataset):
+    """False when the dataset shuffles or draws random numbers, or two passes differ."""
+    if _random_ops(dataset):
+        return False
+    first, again = _first_batch(dataset), _first_batch(dataset)
+    same = tf.nest.map_structure(lambda a, b: bool(np.array_equal(a, b)), first, again)
+    return all(tf.nest.flatten(same))
+
+
 def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None):
     """Runs `teacher` once over `dataset` and returns batches that carry its logits.
 
@@ -118,16 +134,14 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None)
             "Invalid value for argument `dataset`. Expected a tf.data.Dataset of (x, y) "
             f"batches. Received: dataset={type(dataset).__name__}"
         )
-    first, again = _first_batch(dataset), _first_batch(dataset)
-    same = tf.nest.map_structure(lambda a, b: bool(np.array_equal(a, b)), first, again)
-    if not all(tf.nest.flatten(same)):
+    if not is_deterministic(dataset):
         raise ValueError(
             "Invalid value for argument `dataset`: it yields different data on each pass "
-            "(shuffled or randomly augmented), so teacher outputs cannot be cached. Cache "
-            "before `shuffle`/augmentation (and pass `shuffle_buffer`), or train with the "
-            "live teacher."
+            f"(shuffled or randomly augmented: {_random_ops(dataset) or 'passes differ'}), so "
+            "teacher outputs cannot be cached. Cache before `shuffle`/augmentation (and pass "
+            "`shuffle_buffer`), or train with the live teacher."
         )
-    batch_size = int(tf.nest.flatten(first)[0].shape[0])
+    batch_size = int(tf.nest.flatten(_first_batch(dataset))[0].shape[0])
 
     @tf.function
     def logits(x):
