@@ -25,6 +25,7 @@ import tensorflow as tf
 import keras_kd as kd
 from keras_kd import data as kd_data
 from keras_kd import models
+from keras_kd import workflows
 
 DEFAULT_DATA = os.environ.get(
     "KERAS_KD_MNIST",
@@ -48,6 +49,13 @@ def pipelines(x_train, y_train, batch_size, seed, augment):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def cached_pipeline(teacher, x_train, y_train, batch_size, seed):
+    """Students see un-jittered images: the teacher's logits are computed once."""
+    plain = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(1024)
+    cached = kd.teachers.cache_logits(teacher, plain, shuffle_buffer=len(x_train), seed=seed)
+    return cached.unbatch().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def errors(model, x_test, y_test):
     logits = model.predict(x_test, batch_size=1000, verbose=0)
     return int(np.sum(np.argmax(logits, -1) != y_test))
@@ -57,11 +65,11 @@ def lr_schedule(epochs, steps, lr=1e-3):
     return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.01)
 
 
-def train_scratch(name, x_train, y_train, x_test, y_test, args, steps):
+def train_scratch(name, lr, x_train, y_train, x_test, y_test, args, steps):
     keras.utils.set_random_seed(args.seed)
     model = models.build(name, x_train.shape[1:], 10)
     model.compile(
-        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps)),
+        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps, lr)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -70,18 +78,17 @@ def train_scratch(name, x_train, y_train, x_test, y_test, args, steps):
     return model, errors(model, x_test, y_test)
 
 
-def train_distilled(name, teacher, temperature, x_train, y_train, x_test, y_test, args, steps):
+def train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_test, args, steps):
     keras.utils.set_random_seed(args.seed)  # same initial weights as the scratch twin
-    student = models.build(name, x_train.shape[1:], 10)
+    student = models.build(name, x_test.shape[1:], 10)
     distiller = kd.Distiller(student=student, teacher=teacher)
     distiller.compile(
-        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps)),
+        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps, lr)),
         metrics=["accuracy"],
-        alpha=args.alpha,
+        alpha=alpha,
         temperature=temperature,
     )
-    distiller.fit(pipelines(x_train, y_train, args.batch_size, args.seed, False),
-                  epochs=args.student_epochs, verbose=args.verbose)
+    distiller.fit(train_ds, epochs=args.student_epochs, verbose=args.verbose)
     return student, errors(student, x_test, y_test)
 
 
@@ -91,7 +98,18 @@ def main(argv=None):
     parser.add_argument("--teacher-epochs", type=int, default=40)
     parser.add_argument("--student-epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label loss")
+    parser.add_argument("--teacher-path", default=None,
+                        help="load the teacher from this .keras file if it exists, else train "
+                             "it and save it there")
+    parser.add_argument("--only", choices=("2x800", "2x20"), default=None,
+                        help="train only this student pair")
+    for label, t, a, lr in (("800", 20.0, 0.1, 1e-3), ("20", 4.0, 0.1, 1e-3)):
+        parser.add_argument(f"--temperature-{label}", type=float, default=t,
+                            help=f"distillation temperature of the 2x{label} student")
+        parser.add_argument(f"--alpha-{label}", type=float, default=a,
+                            help=f"hard-label weight of the 2x{label} student")
+        parser.add_argument(f"--lr-{label}", type=float, default=lr,
+                            help=f"Adam learning rate of both 2x{label} students")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/mnist_hinton.json")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
@@ -105,26 +123,36 @@ def main(argv=None):
     results = {"budget": vars(args), "paper": PAPER, "test_errors": {}, "seconds": {}}
 
     start = time.time()
-    keras.utils.set_random_seed(args.seed)
-    teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
-    teacher.compile(
-        optimizer=keras.optimizers.Adam(lr_schedule(args.teacher_epochs, steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    teacher.fit(pipelines(x_train, y_train, args.batch_size, args.seed, True),
-                epochs=args.teacher_epochs, verbose=args.verbose)
+    if args.teacher_path and os.path.exists(args.teacher_path):
+        teacher = keras.saving.load_model(args.teacher_path)
+        results["teacher_loaded_from"] = args.teacher_path
+    else:
+        keras.utils.set_random_seed(args.seed)
+        teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
+        teacher.compile(
+            optimizer=keras.optimizers.Adam(lr_schedule(args.teacher_epochs, steps)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        teacher.fit(pipelines(x_train, y_train, args.batch_size, args.seed, True),
+                    epochs=args.teacher_epochs, verbose=args.verbose)
+        if args.teacher_path:
+            workflows.save_atomically(teacher, args.teacher_path)
     results["test_errors"]["teacher_2x1200"] = errors(teacher, x_test, y_test)
     results["seconds"]["teacher_2x1200"] = round(time.time() - start, 1)
+    train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, args.seed)
 
-    runs = [("mlp-student", "2x800", 20.0), ("mlp-tiny", "2x20", 4.0)]
-    for name, label, temperature in runs:
+    runs = [("mlp-student", "2x800", "800"), ("mlp-tiny", "2x20", "20")]
+    for name, label, key in runs:
+        if args.only and args.only != label:
+            continue
+        temperature, alpha, lr = (getattr(args, f"{p}_{key}") for p in ("temperature", "alpha", "lr"))
         start = time.time()
-        _, err = train_scratch(name, x_train, y_train, x_test, y_test, args, steps)
+        _, err = train_scratch(name, lr, x_train, y_train, x_test, y_test, args, steps)
         results["test_errors"][f"scratch_{label}"] = err
         results["seconds"][f"scratch_{label}"] = round(time.time() - start, 1)
         start = time.time()
-        _, err = train_distilled(name, teacher, temperature, x_train, y_train, x_test, y_test,
+        _, err = train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_test,
                                  args, steps)
         results["test_errors"][f"distilled_{label}_T{temperature:g}"] = err
         results["seconds"][f"distilled_{label}_T{temperature:g}"] = round(time.time() - start, 1)
@@ -136,7 +164,7 @@ def main(argv=None):
         json.dump(results, f, indent=2)
     os.replace(tmp, args.out)
     print(f"\nMNIST test errors (of {len(x_test)}), budget: teacher {args.teacher_epochs} epochs, "
-          f"students {args.student_epochs} epochs, batch {args.batch_size}, alpha {args.alpha}")
+          f"students {args.student_epochs} epochs, batch {args.batch_size}")
     print(f"{'model':<26}{'errors':>8}{'paper':>8}")
     for key, err in results["test_errors"].items():
         paper = next((v for k, v in PAPER.items() if key.startswith(k)), "")
