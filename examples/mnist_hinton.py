@@ -158,11 +158,7 @@ def main(argv=None):
         results["seconds"][f"distilled_{label}_T{temperature:g}"] = round(time.time() - start, 1)
         print(json.dumps(results["test_errors"]), flush=True)
 
-    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, args.out)
+    workflows.write_json(args.out, results)
     print(f"\nMNIST test errors (of {len(x_test)}), budget: teacher {args.teacher_epochs} epochs, "
           f"students {args.student_epochs} epochs, batch {args.batch_size}")
     print(f"{'model':<26}{'errors':>8}{'paper':>8}")

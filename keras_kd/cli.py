@@ -5,7 +5,6 @@ Run `keras-kd COMMAND --help` for the options of a command.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -17,14 +16,10 @@ Keras model and prints a table."""
 
 
 def _write_json(path, results):
-    if not path:
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(tmp, path)
-    print(f"results written to {path}")
+    from keras_kd import workflows
+
+    if path:
+        print(f"results written to {workflows.write_json(path, results)}")
 
 
 def _add_data_args(p):
@@ -169,6 +164,14 @@ def cmd_demo(args):
     return results
 
 
+def cmd_report(args):
+    from keras_kd import report
+
+    path = report.write(args.results_file, args.output_dir)
+    print(f"report written to {path} (with curves.png and tradeoffs.png)")
+    return path
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-kd", description=__doc__.split("\n\n")[0],
@@ -233,6 +236,12 @@ def build_parser():
     p.add_argument("--model", required=True, help="the .keras model the file came from")
     p.add_argument("--tflite", required=True, help="the .tflite file")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="Markdown and PNG plots from a results JSON")
+    p.add_argument("results_file", help="results JSON written by `keras-kd demo`")
+    p.add_argument("--output-dir", default=None,
+                   help="where report.md and the PNGs go. Default: next to the results file")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="the whole path on bundled data, in a few minutes",
                        description=DEMO_STEPS)

@@ -46,9 +46,12 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
         path = workflows.save_atomically(model, os.path.join(output_dir, f"{key}.keras"))
         rows[key]["keras_file_bytes"] = os.path.getsize(path)
 
-    print("\n[4/4] TFLite export of the distilled student")
+    print("\n[4/4] TFLite export: distilled student (float32, int8); teacher and scratch (float32)")
     exported = _export(student, splits, output_dir)
-    results = {"data": splits.name, "models": rows, "tflite": exported}
+    float32 = {"student_distilled": exported["float32"]}
+    for key, model in (("teacher", teacher), ("student_scratch", scratch)):
+        float32[key] = _export(model, splits, output_dir, modes=("float32",), stem=key)["float32"]
+    results = {"data": splits.name, "models": rows, "tflite": exported, "tflite_float32": float32}
 
     columns = [("name", "model", ""), ("params", "params", ","),
                ("test_accuracy", "test acc", ".4f"), ("keras_file_bytes", ".keras bytes", ",")]
@@ -59,21 +62,28 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
             [{**r, "name": f"student {mode}"} for mode, r in exported.items()],
             workflows.EXPORT_COLUMNS,
         ))
+    from keras_kd import report
+
+    report_path = workflows.write_json(os.path.join(output_dir, "results.json"), results)
+    try:
+        print(f"\nreport: {report.write(report_path)}")
+    except ImportError as e:
+        print(f"\n(no plots: {e})")
     gain = rows["student_distilled"]["test_accuracy"] - rows["student_scratch"]["test_accuracy"]
     print(f"\ndistillation gain over the scratch twin: {100 * gain:+.2f} accuracy points")
     return results
 
 
-def _export(student, splits, output_dir):
-    """Float32 and int8 TFLite files of the student, each verified against it."""
+def _export(model, splits, output_dir, modes=("float32", "int8"), stem="student"):
+    """TFLite files of `model`, each verified against it."""
     from keras_kd import export
 
     results = {}
-    for mode in ("float32", "int8"):
-        path = os.path.join(output_dir, f"student_{mode}.tflite")
-        export.to_tflite(student, path, quantization=mode, representative_data=splits.train,
+    for mode in modes:
+        path = os.path.join(output_dir, f"{stem}_{mode}.tflite")
+        export.to_tflite(model, path, quantization=mode, representative_data=splits.train,
                          splits=splits)
-        results[mode] = export.verify(student, path, splits.test)
+        results[mode] = export.verify(model, path, splits.test)
         print(f"  {path}: {results[mode]['size_bytes']:,} bytes, "
               f"agreement {results[mode]['top1_agreement']:.4f}")
     return results

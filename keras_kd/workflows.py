@@ -4,6 +4,7 @@ Each returns a JSON-serialisable dict; models are written atomically (temporary 
 rename), so an interrupted run never leaves a half-written file behind.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -27,6 +28,17 @@ def save_atomically(model, path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    return path
+
+
+def write_json(path, obj):
+    """Writes `obj` as JSON to `path` through a temporary file and a rename."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
     return path
 
 

@@ -10,7 +10,6 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from helpers import X, Y, make_student, make_teacher
 
 import keras_kd as kd

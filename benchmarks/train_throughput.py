@@ -1,0 +1,238 @@
+"""Seconds per epoch of distillation: keras_kd against its limits and against keras.distillation.
+
+    python benchmarks/train_throughput.py                    # MLP and CNN pairs on MNIST
+    python benchmarks/train_throughput.py --pairs mlp --repeats 3
+
+For each teacher/student pair, on identical models, data and batch size, in one run:
+- `limit_*`: the same arithmetic (teacher forward, student forward/backward, Adam update) in
+  one compiled `tf.function` looping over pre-batched tensors: no Keras `fit` overhead. With
+  and without XLA; the faster counts as the limit.
+- `teacher_inference`: the teacher's forward pass over the epoch (compiled loop).
+- `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
+- `keras_kd_*`: `keras_kd.Distiller.fit`, live teacher (defaults; XLA forced on/off) and
+  cached teacher logits.
+- `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
+
+Each variant runs one warm-up epoch (tracing, compilation) and then `--repeats` timed
+epochs; the table gives the median and the spread (min-max). Absolute times on shared
+machines are noise; the ratios measured in the same run are the result.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from common import DEFAULT_MNIST, load_mnist, markdown_table, write_outputs  # noqa: E402
+
+import keras_kd as kd  # noqa: E402
+from keras_kd import models  # noqa: E402
+
+PAIRS = {"mlp": ("mlp-teacher", "mlp-student"), "cnn": ("cnn-teacher", "cnn-student")}
+ALPHA, T = 0.1, 4.0
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def fresh_pair(pair, seed=0):
+    keras.utils.set_random_seed(seed)
+    teacher = models.build(PAIRS[pair][0], (28, 28, 1), 10)
+    student = models.build(PAIRS[pair][1], (28, 28, 1), 10)
+    return teacher, student
+
+
+def timed_fit(model, data, repeats):
+    timer = EpochTimer()
+    model.fit(data, epochs=1 + repeats, verbose=0, callbacks=[timer])
+    return timer.times[1:]  # the first epoch traces and compiles
+
+
+def kd_loss(y, s_logits, t_logits):
+    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, s_logits))
+    if t_logits is None:
+        return hard
+    log_p = tf.nn.log_softmax(t_logits / T)
+    soft = T**2 * tf.reduce_mean(
+        tf.reduce_sum(tf.exp(log_p) * (log_p - tf.nn.log_softmax(s_logits / T)), -1)
+    )
+    return ALPHA * hard + (1 - ALPHA) * soft
+
+
+def compiled_loop(teacher, student, xb, yb, repeats, with_teacher, jit, train=True):
+    """Seconds per epoch of a bare loop: no Keras fit, no callbacks, no input pipeline."""
+    optimizer = keras.optimizers.Adam()
+    variables = student.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit)
+    def step(x, y):
+        t_logits = teacher(x, training=False) if with_teacher else None
+        if not train:
+            return tf.reduce_sum(t_logits)
+        with tf.GradientTape() as tape:
+            loss = kd_loss(y, student(x, training=True), t_logits)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    @tf.function
+    def epoch():
+        total = tf.constant(0.0)
+        for i in tf.range(tf.shape(xb)[0]):
+            total += step(xb[i], yb[i])
+        return total
+
+    epoch()  # trace and compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        epoch().numpy()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def keras_distiller(teacher, student):
+    distiller = keras.distillation.Distiller(
+        teacher=teacher, student=student,
+        distillation_losses=keras.distillation.LogitsDistillation(temperature=T),
+        student_loss_weight=ALPHA,
+    )
+    distiller.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return distiller
+
+
+def keras_kd_distiller(teacher, student, **compile_kwargs):
+    distiller = kd.Distiller(student=student, teacher=teacher)
+    distiller.compile(optimizer="adam", alpha=ALPHA, temperature=T, **compile_kwargs)
+    return distiller
+
+
+def run_pair(pair, x, y, batch_size, repeats):
+    n = (len(x) // batch_size) * batch_size
+    x, y = x[:n], y[:n]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(
+        tf.data.AUTOTUNE)
+    list(ds)  # fill the cache: every variant reads the same in-memory batches
+    xb = tf.constant(x.reshape(-1, batch_size, *x.shape[1:]))
+    yb = tf.constant(y.reshape(-1, batch_size))
+    times = {}
+
+    for jit in (False, True):
+        teacher, student = fresh_pair(pair)
+        times[f"limit_teacher_student_xla_{'on' if jit else 'off'}"] = compiled_loop(
+            teacher, student, xb, yb, repeats, True, jit)
+        times[f"limit_student_xla_{'on' if jit else 'off'}"] = compiled_loop(
+            teacher, student, xb, yb, repeats, False, jit)
+    teacher, student = fresh_pair(pair)
+    times["teacher_inference"] = compiled_loop(teacher, student, xb, yb, repeats, True, False,
+                                               train=False)
+
+    teacher, student = fresh_pair(pair)
+    student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    times["scratch_fit"] = timed_fit(student, ds, repeats)
+
+    for name, kwargs in (("keras_kd_live", {}), ("keras_kd_live_xla_on", {"jit_compile": True}),
+                         ("keras_kd_live_xla_off", {"jit_compile": False})):
+        teacher, student = fresh_pair(pair)
+        times[name] = timed_fit(keras_kd_distiller(teacher, student, **kwargs), ds, repeats)
+
+    teacher, student = fresh_pair(pair)
+    cached = kd.teachers.cache_logits(teacher, ds)
+    times["keras_kd_cached"] = timed_fit(keras_kd_distiller(teacher, student), cached, repeats)
+
+    teacher, student = fresh_pair(pair)
+    times["keras_distiller"] = timed_fit(keras_distiller(teacher, student), ds, repeats)
+    return times
+
+
+def summarize(pair, times, steps):
+    med = {k: statistics.median(v) for k, v in times.items()}
+    limit_ts = min(med["limit_teacher_student_xla_on"], med["limit_teacher_student_xla_off"])
+    limit_s = min(med["limit_student_xla_on"], med["limit_student_xla_off"])
+    ratios = {
+        "keras_kd_live_vs_keras_distiller": med["keras_kd_live"] / med["keras_distiller"],
+        "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
+        "keras_kd_cached_vs_student_limit": med["keras_kd_cached"] / limit_s,
+    }
+    rows = [{"pair": pair, "variant": k, "median_s": med[k], "min_s": min(v), "max_s": max(v),
+             "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
+            for k, v in times.items()]
+    return rows, ratios
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    pairs = sorted({r["pair"] for r in rows})
+    fig, axes = plt.subplots(1, len(pairs), figsize=(7 * len(pairs), 5), squeeze=False)
+    for ax, pair in zip(axes[0], pairs):
+        sub = [r for r in rows if r["pair"] == pair]
+        ax.barh([r["variant"] for r in sub], [r["median_s"] for r in sub],
+                xerr=[[r["median_s"] - r["min_s"] for r in sub],
+                      [r["max_s"] - r["median_s"] for r in sub]],
+                color=["tab:green" if r["variant"].startswith("keras_kd") else
+                       "tab:red" if r["variant"] == "keras_distiller" else "tab:gray" for r in sub])
+        ax.set_xlabel("seconds per epoch (median, min-max)")
+        ax.set_title(f"{pair} pair")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=DEFAULT_MNIST)
+    p.add_argument("--pairs", nargs="+", default=["mlp", "cnn"], choices=sorted(PAIRS))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--train-size", type=int, default=60000, help="examples per epoch (MLP)")
+    p.add_argument("--cnn-train-size", type=int, default=10000, help="examples per epoch (CNN)")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
+    p.add_argument("--out", default="results/train_throughput")
+    args = p.parse_args(argv)
+
+    (x, y), _ = load_mnist(args.data)
+    all_rows, results = [], {"batch_size": args.batch_size, "repeats": args.repeats,
+                             "cpus": os.cpu_count(), "tensorflow": tf.__version__,
+                             "keras": keras.__version__, "pairs": {}}
+    for pair in args.pairs:
+        size = args.train_size if pair == "mlp" else args.cnn_train_size
+        times = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats)
+        rows, ratios = summarize(pair, times, size // args.batch_size)
+        all_rows += rows
+        results["pairs"][pair] = {"examples_per_epoch": size, "seconds": times, "ratios": ratios}
+        print(pair, {k: round(v, 3) for k, v in ratios.items()}, flush=True)
+    md = markdown_table(all_rows, [
+        ("pair", "pair", ""), ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"),
+        ("min_s", "min", ".2f"), ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".2f"),
+        ("vs_limit", "x limit (teacher+student)", ".2f")])
+    for pair, r in results["pairs"].items():
+        md += f"\n{pair}: " + ", ".join(f"{k} = {v:.2f}" for k, v in r["ratios"].items()) + "\n"
+    results["rows"] = all_rows
+    write_outputs(results, args.out, md)
+    plot(all_rows, f"{args.out}.png")
+
+
+if __name__ == "__main__":
+    main()
