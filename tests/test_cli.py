@@ -75,8 +75,14 @@ def test_demo_small_budget(tmp_path, capsys):
     assert set(results["models"]) == {"teacher", "student_scratch", "student_distilled"}
     assert set(results["tflite"]) == {"float32", "int8"}
     assert results["tflite"]["float32"]["top1_agreement"] == 1.0
+    assert set(results["tflite_float32"]) == {"teacher", "student_scratch", "student_distilled"}
     out = capsys.readouterr().out
     assert "distillation gain over the scratch twin" in out and "student int8" in out
+    for name in ("report.md", "curves.png", "tradeoffs.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| teacher | 1,531,210 |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="expected a 'models' section"):
+        run_cli("report", tmp_path / "teacher_float32.metadata.json")
 
 
 @pytest.mark.parametrize(

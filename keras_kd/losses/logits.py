@@ -34,12 +34,21 @@ class TemperatureLoss(keras.losses.Loss):
     """Base class of the losses that soften logits with a temperature `T`.
 
     `temperature=None` means "set by the `Distiller`" (its `compile(temperature=...)`);
-    used on its own, such a loss behaves as with `T = 1`.
+    used on its own, such a loss behaves as with `T = 1`. Subclasses compute the per-example
+    value at `T` in `call` and pass it through `_scaled`, which multiplies by `T**2` unless
+    `scale_by_temperature_squared=False`.
     """
 
-    def __init__(self, temperature=None, name=None, reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, temperature=None, scale_by_temperature_squared=True, name=None,
+                 reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.temperature = check_temperature(temperature)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+    def _scaled(self, values):
+        if self.scale_by_temperature_squared:
+            return values * self.effective_temperature**2
+        return values
 
     @property
     def effective_temperature(self):
@@ -62,6 +71,7 @@ class TemperatureLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config["temperature"] = self.temperature
+        config["scale_by_temperature_squared"] = self.scale_by_temperature_squared
         return config
 
 
@@ -95,28 +105,14 @@ class KLDivergence(TemperatureLoss):
     0.0
     """
 
-    def __init__(
-        self,
-        temperature=None,
-        scale_by_temperature_squared=True,
-        name="kl_divergence",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(temperature=temperature, name=name, reduction=reduction, dtype=dtype)
-        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+    def __init__(self, temperature=None, scale_by_temperature_squared=True, name="kl_divergence",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(temperature, scale_by_temperature_squared, name, reduction, dtype)
 
     def call(self, y_true, y_pred):
         log_p_teacher, log_p_student = self._log_probs(y_true, y_pred)
         kl = ops.sum(ops.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
-        if self.scale_by_temperature_squared:
-            kl = kl * self.effective_temperature**2
-        return kl
-
-    def get_config(self):
-        config = super().get_config()
-        config["scale_by_temperature_squared"] = self.scale_by_temperature_squared
-        return config
+        return self._scaled(kl)
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
@@ -139,28 +135,14 @@ class SoftTargetCrossEntropy(TemperatureLoss):
         dtype: dtype of the computation.
     """
 
-    def __init__(
-        self,
-        temperature=None,
-        scale_by_temperature_squared=True,
-        name="soft_target_crossentropy",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(temperature=temperature, name=name, reduction=reduction, dtype=dtype)
-        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+    def __init__(self, temperature=None, scale_by_temperature_squared=True, name="soft_target_crossentropy",
+                 reduction="sum_over_batch_size", dtype=None):
+        super().__init__(temperature, scale_by_temperature_squared, name, reduction, dtype)
 
     def call(self, y_true, y_pred):
         log_p_teacher, log_p_student = self._log_probs(y_true, y_pred)
         ce = -ops.sum(ops.exp(log_p_teacher) * log_p_student, axis=-1)
-        if self.scale_by_temperature_squared:
-            ce = ce * self.effective_temperature**2
-        return ce
-
-    def get_config(self):
-        config = super().get_config()
-        config["scale_by_temperature_squared"] = self.scale_by_temperature_squared
-        return config
+        return self._scaled(ce)
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
