@@ -218,8 +218,8 @@ class Distiller(keras.Model):
             jit_compile=jit_compile,
             auto_scale_loss=auto_scale_loss,
         )
-        self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
-            optimizer=optimizer,
+        self._kd_compile_args = dict(
+            optimizer=self.optimizer,
             metrics=metrics,
             student_loss_fn=student_loss_fn,
             distillation_loss_fn=distillation_loss_fn,
@@ -231,9 +231,13 @@ class Distiller(keras.Model):
             jit_compile=self.jit_compile,
         )
 
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {k: keras.saving.serialize_keras_object(v) for k, v in self._kd_compile_args.items()}
+
     def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
+        self.compile(**{k: keras.saving.deserialize_keras_object(v) for k, v in config.items()})
         if self.built:
             self.optimizer.build(self.student.trainable_variables)
 
