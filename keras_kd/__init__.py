@@ -13,10 +13,11 @@ from keras_kd import distribute
 from keras_kd import export
 from keras_kd import losses
 from keras_kd import models
+from keras_kd import precision
 from keras_kd.distiller import Distiller
 from keras_kd.teachers import TeacherEnsemble
 
 __all__ = [
     "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "losses",
-    "models", "__version__",
+    "models", "precision", "__version__",
 ]

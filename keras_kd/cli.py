@@ -39,6 +39,10 @@ def _add_train_args(p, epochs):
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs. Default: {epochs}")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="Adam learning rate (cosine-decayed to 1%% over the run). Default: 1e-3")
+    p.add_argument("--mixed-precision", default="off",
+                   choices=("off", "auto", "mixed_float16", "mixed_bfloat16"),
+                   help="compute dtype of the trained model: auto = mixed_float16 on GPUs, "
+                        "mixed_bfloat16 on CPUs with bf16 instructions. Default: off (float32)")
 
 
 def _load_model(spec, splits):
@@ -55,9 +59,10 @@ def _load_model(spec, splits):
 def cmd_train_teacher(args):
     import keras
 
-    from keras_kd import data, workflows
+    from keras_kd import data, precision, workflows
 
     keras.utils.set_random_seed(args.seed)
+    precision.enable(args.mixed_precision)
     splits = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     teacher = _load_model(args.model, splits)
     results = workflows.train_supervised(teacher, splits, epochs=args.epochs, lr=args.lr,
@@ -72,9 +77,10 @@ def cmd_train_teacher(args):
 def cmd_distill(args):
     import keras
 
-    from keras_kd import data, distribute, workflows
+    from keras_kd import data, distribute, precision, workflows
 
     keras.utils.set_random_seed(args.seed)
+    precision.enable(args.mixed_precision)
     strategy = distribute.get_strategy(args.strategy)
     splits = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     with strategy.scope():

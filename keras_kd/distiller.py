@@ -269,6 +269,7 @@ class Distiller(keras.Model):
         local example count; `loss_for_gradient` is this replica's share of the global-batch
         mean (plus the student's regularisation losses), ready for `tape.gradient`.
         """
+        student_logits = ops.cast(student_logits, "float32")  # losses in float32 under mixed precision
         hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
         soft = reduction.per_example(
             _unreduced(self.distillation_loss_fn, teacher_logits, student_logits),

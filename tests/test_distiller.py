@@ -290,3 +290,31 @@ def test_caching_a_random_pipeline_is_refused():
     )
     with pytest.raises(ValueError, match="different data on each pass"):
         kd.teachers.cache_logits(make_teacher(train=False), noisy)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_losses_stay_float32_and_exact(policy):
+    teacher = make_teacher()
+    try:
+        assert kd.precision.enable(policy) == policy
+        student = make_student()
+        assert student.layers[-1].compute_dtype != "float32"
+        distiller = kd.Distiller(student, teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0), metrics=["accuracy"], alpha=0.4,
+                          temperature=3.0)
+        if policy == "mixed_float16":  # Keras wraps the optimizer; the Distiller's step uses it
+            assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = distiller.fit(X, Y, batch_size=N, epochs=1, verbose=0).history
+        expected = hand_logs(teacher, student, X, Y, 0.4, 3.0)  # from the same low-precision logits
+        assert_logs(history, expected, rtol=1e-4)
+        distiller.compile(optimizer="adam")
+        losses = distiller.fit(X, Y, batch_size=8, epochs=4, verbose=0).history["loss"]
+        assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_precision_policy_names():
+    assert kd.precision.recommended_policy() in ("mixed_float16", "mixed_bfloat16", "float32")
+    with pytest.raises(ValueError, match=r"argument `policy`.*Received: policy='fp8'"):
+        kd.precision.enable("fp8")
