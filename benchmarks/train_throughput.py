@@ -9,13 +9,14 @@ For each teacher/student pair, on identical models, data and batch size, in one 
   and without XLA; the faster counts as the limit.
 - `teacher_inference`: the teacher's forward pass over the epoch (compiled loop).
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
-- `keras_kd_*`: `keras_kd.Distiller.fit`, live teacher (defaults; XLA forced on/off) and
-  cached teacher logits.
+- `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
+  `steps_per_execution=1`, Keras' default) and with cached teacher logits (defaults).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 
-Each variant runs one warm-up epoch (tracing, compilation) and then `--repeats` timed
-epochs; the table gives the median and the spread (min-max). Absolute times on shared
-machines are noise; the ratios measured in the same run are the result.
+Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
+time one epoch of each variant in turn, so that drift of a shared machine hits all variants
+alike. The table gives the median and the spread (min-max). Absolute times on shared machines
+are noise; the ratios measured in the same run are the result.
 """
 
 import argparse
@@ -55,10 +56,13 @@ def fresh_pair(pair, seed=0):
     return teacher, student
 
 
-def timed_fit(model, data, repeats):
-    timer = EpochTimer()
-    model.fit(data, epochs=1 + repeats, verbose=0, callbacks=[timer])
-    return timer.times[1:]  # the first epoch traces and compiles
+def fit_epoch(model, data):
+    """A callable timing one `fit` epoch (the first call traces and compiles)."""
+    def run():
+        start = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        return time.perf_counter() - start
+    return run
 
 
 def kd_loss(y, s_logits, t_logits):
@@ -72,8 +76,8 @@ def kd_loss(y, s_logits, t_logits):
     return ALPHA * hard + (1 - ALPHA) * soft
 
 
-def compiled_loop(teacher, student, xb, yb, repeats, with_teacher, jit, train=True):
-    """Seconds per epoch of a bare loop: no Keras fit, no callbacks, no input pipeline."""
+def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
+    """A callable timing one epoch of a bare loop: no Keras fit, no callbacks, no pipeline."""
     optimizer = keras.optimizers.Adam()
     variables = student.trainable_variables
     optimizer.build(variables)
@@ -95,13 +99,11 @@ def compiled_loop(teacher, student, xb, yb, repeats, with_teacher, jit, train=Tr
             total += step(xb[i], yb[i])
         return total
 
-    epoch()  # trace and compile
-    times = []
-    for _ in range(repeats):
+    def run():
         start = time.perf_counter()
         epoch().numpy()
-        times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+    return run
 
 
 def keras_distiller(teacher, student):
@@ -122,6 +124,7 @@ def keras_kd_distiller(teacher, student, **compile_kwargs):
 
 
 def run_pair(pair, x, y, batch_size, repeats):
+    """Builds every variant, warms each up, then times `repeats` epochs round-robin."""
     n = (len(x) // batch_size) * batch_size
     x, y = x[:n], y[:n]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(
@@ -129,33 +132,32 @@ def run_pair(pair, x, y, batch_size, repeats):
     list(ds)  # fill the cache: every variant reads the same in-memory batches
     xb = tf.constant(x.reshape(-1, batch_size, *x.shape[1:]))
     yb = tf.constant(y.reshape(-1, batch_size))
-    times = {}
-
+    variants = {}
     for jit in (False, True):
-        teacher, student = fresh_pair(pair)
-        times[f"limit_teacher_student_xla_{'on' if jit else 'off'}"] = compiled_loop(
-            teacher, student, xb, yb, repeats, True, jit)
-        times[f"limit_student_xla_{'on' if jit else 'off'}"] = compiled_loop(
-            teacher, student, xb, yb, repeats, False, jit)
-    teacher, student = fresh_pair(pair)
-    times["teacher_inference"] = compiled_loop(teacher, student, xb, yb, repeats, True, False,
-                                               train=False)
-
-    teacher, student = fresh_pair(pair)
+        tag = "on" if jit else "off"
+        variants[f"limit_teacher_student_xla_{tag}"] = compiled_loop(*fresh_pair(pair), xb, yb,
+                                                                     True, jit)
+        variants[f"limit_student_xla_{tag}"] = compiled_loop(*fresh_pair(pair), xb, yb, False, jit)
+    variants["teacher_inference"] = compiled_loop(*fresh_pair(pair), xb, yb, True, False,
+                                                  train=False)
+    _, student = fresh_pair(pair)
     student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    times["scratch_fit"] = timed_fit(student, ds, repeats)
-
-    for name, kwargs in (("keras_kd_live", {}), ("keras_kd_live_xla_on", {"jit_compile": True}),
-                         ("keras_kd_live_xla_off", {"jit_compile": False})):
-        teacher, student = fresh_pair(pair)
-        times[name] = timed_fit(keras_kd_distiller(teacher, student, **kwargs), ds, repeats)
-
+    variants["scratch_fit"] = fit_epoch(student, ds)
+    for name, kwargs in (("keras_kd_live", {}),
+                         ("keras_kd_live_xla_on", {"jit_compile": True}),
+                         ("keras_kd_live_steps_per_execution_1", {"steps_per_execution": 1})):
+        variants[name] = fit_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), ds)
     teacher, student = fresh_pair(pair)
-    cached = kd.teachers.cache_logits(teacher, ds)
-    times["keras_kd_cached"] = timed_fit(keras_kd_distiller(teacher, student), cached, repeats)
+    variants["keras_kd_cached"] = fit_epoch(keras_kd_distiller(teacher, student),
+                                            kd.teachers.cache_logits(teacher, ds))
+    variants["keras_distiller"] = fit_epoch(keras_distiller(*fresh_pair(pair)), ds)
 
-    teacher, student = fresh_pair(pair)
-    times["keras_distiller"] = timed_fit(keras_distiller(teacher, student), ds, repeats)
+    for name, run in variants.items():  # warm-up: tracing and compilation
+        run()
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, run in variants.items():
+            times[name].append(run())
     return times
 
 
@@ -208,7 +210,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-size", type=int, default=60000, help="examples per epoch (MLP)")
     p.add_argument("--cnn-train-size", type=int, default=10000, help="examples per epoch (CNN)")
-    p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
     p.add_argument("--out", default="results/train_throughput")
     args = p.parse_args(argv)
 

@@ -51,9 +51,8 @@ def pipelines(x_train, y_train, batch_size, seed, augment):
 
 def cached_pipeline(teacher, x_train, y_train, batch_size, seed):
     """Students see un-jittered images: the teacher's logits are computed once."""
-    plain = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(1024)
-    cached = kd.teachers.cache_logits(teacher, plain, shuffle_buffer=len(x_train), seed=seed)
-    return cached.unbatch().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    plain = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(batch_size)
+    return kd.teachers.cache_logits(teacher, plain, shuffle_buffer=len(x_train), seed=seed)
 
 
 def errors(model, x_test, y_test):

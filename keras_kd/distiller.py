@@ -1,6 +1,7 @@
 """`Distiller`: a `keras.Model` that trains a student to match a frozen teacher."""
 
 import numbers
+import warnings
 
 import keras
 import tensorflow as tf
@@ -11,6 +12,8 @@ from keras_kd import losses as kd_losses
 from keras_kd import reduction
 from keras_kd.teachers import TeacherEnsemble
 from keras_kd.teachers import split_cached
+
+AUTO_STEPS_PER_EXECUTION = 64
 
 # Student-loss names resolved to *logit* losses: `keras.losses.get(name)` would return the
 # probability version (`from_logits=False`) and silently mistreat the student's logits.
@@ -159,7 +162,7 @@ class Distiller(keras.Model):
         temperature=None,
         weighted_metrics=None,
         run_eagerly=False,
-        steps_per_execution=1,
+        steps_per_execution="auto",
         jit_compile="auto",
         auto_scale_loss=True,
         **kwargs,
@@ -181,8 +184,14 @@ class Distiller(keras.Model):
                 distillation loss. Default 0.1.
             temperature: softening temperature `T > 0` for temperature losses. `None` keeps
                 the loss's own temperature, or 4.0 if it has none.
-            weighted_metrics, run_eagerly, steps_per_execution, jit_compile, auto_scale_loss:
-                as in `keras.Model.compile`.
+            steps_per_execution: training steps per call into TensorFlow. `"auto"` (default)
+                runs `AUTO_STEPS_PER_EXECUTION` (64) steps per call, 1 when `run_eagerly` or
+                under a tf.distribute strategy (Keras' multi-step loop fails there): for
+                small students the per-step overhead of `fit` otherwise costs as much as the
+                arithmetic (benchmarks/train_throughput.py). Batch-level callbacks and the
+                progress bar then see every 64th step; epoch logs are unchanged.
+            weighted_metrics, run_eagerly, jit_compile, auto_scale_loss: as in
+                `keras.Model.compile`.
 
         Raises:
             ValueError: for an invalid argument, or for `loss=` (use `student_loss_fn`).
@@ -196,6 +205,23 @@ class Distiller(keras.Model):
             raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
+        distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        if steps_per_execution == "auto":
+            steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
+        elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
+            steps_per_execution < 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `steps_per_execution`. Expected 'auto' or a positive "
+                f"integer. Received: steps_per_execution={steps_per_execution!r}"
+            )
+        elif steps_per_execution > 1 and distributed:
+            warnings.warn(
+                f"steps_per_execution={steps_per_execution} under a tf.distribute strategy: "
+                f"Keras {keras.__version__}'s multi-step loop fails under MirroredStrategy "
+                "('You must feed a value for placeholder tensor ... while/cond'); use 1.",
+                stacklevel=2,
+            )
         self.student_loss_fn = _resolve_student_loss(student_loss_fn)
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):

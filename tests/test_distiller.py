@@ -318,3 +318,20 @@ def test_precision_policy_names():
     assert kd.precision.recommended_policy() in ("mixed_float16", "mixed_bfloat16", "float32")
     with pytest.raises(ValueError, match=r"argument `policy`.*Received: policy='fp8'"):
         kd.precision.enable("fp8")
+
+
+def test_steps_per_execution_auto_and_validation():
+    distiller = kd.Distiller(make_student(), make_teacher(train=False))
+    distiller.compile()
+    assert distiller.steps_per_execution == 64
+    distiller.compile(run_eagerly=True)
+    assert distiller.steps_per_execution == 1
+    with pytest.raises(ValueError, match=r"`steps_per_execution`.*Received: steps_per_execution=0"):
+        distiller.compile(steps_per_execution=0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        distributed = kd.Distiller(make_student(), make_teacher(train=False))
+        distributed.compile()
+        assert distributed.steps_per_execution == 1
+        with pytest.warns(UserWarning, match="multi-step loop fails under MirroredStrategy"):
+            distributed.compile(steps_per_execution=8)
