@@ -10,9 +10,10 @@ import sys
 import time
 
 DEMO_STEPS = """The demo: on scikit-learn's bundled 8x8 digits (no download) it trains a 2x1200
-teacher, distils a 2x20 student, trains the same student from scratch (same initial weights),
-exports the distilled student to TFLite (float32 and int8), verifies both files against the
-Keras model and prints a table."""
+teacher, then pairs of 2x20 students (from scratch, and distilled from the same initial
+weights; one seed per pair), exports the first distilled student to TFLite (float32 and int8)
+and the teacher and scratch student (float32), verifies every file against its Keras model and
+prints a table and a report (report.md, PNG plots)."""
 
 
 def _write_json(path, results):
@@ -163,7 +164,8 @@ def cmd_demo(args):
 
     start = time.time()
     results = demo.run(output_dir=args.output_dir, teacher_epochs=args.teacher_epochs,
-                       student_epochs=args.student_epochs, seed=args.seed, verbose=args.verbose)
+                       student_epochs=args.student_epochs, seed=args.seed, verbose=args.verbose,
+                       pairs=args.pairs)
     results["total_seconds"] = round(time.time() - start, 1)
     print(f"\ndemo finished in {results['total_seconds']:.0f} s; files in {args.output_dir}")
     _write_json(args.results or os.path.join(args.output_dir, "results.json"), results)
@@ -255,6 +257,8 @@ def build_parser():
                    "results.json go. Default: runs/demo")
     p.add_argument("--teacher-epochs", type=int, default=40, help="Default: 40")
     p.add_argument("--student-epochs", type=int, default=80, help="Default: 80")
+    p.add_argument("--pairs", type=int, default=3,
+                   help="scratch/distilled student pairs, one seed each. Default: 3")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--results", default=None, help="JSON results (default: OUTPUT_DIR/results.json)")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras progress")
@@ -266,7 +270,7 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     for name in ("epochs", "batch_size", "teacher_epochs", "student_epochs",
-                 "calibration_samples"):
+                 "calibration_samples", "pairs"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
             print(f"keras-kd: error: invalid value for --{name.replace('_', '-')}: expected a "

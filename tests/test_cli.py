@@ -70,12 +70,14 @@ def test_export_script_wraps_the_cli(tmp_path):
 
 def test_demo_small_budget(tmp_path, capsys):
     assert run_cli("demo", "--output-dir", tmp_path, "--teacher-epochs", 3,
-                   "--student-epochs", 3, "--verbose", 0) == 0
+                   "--student-epochs", 3, "--pairs", 2, "--verbose", 0) == 0
     results = json.load(open(tmp_path / "results.json"))
     assert set(results["models"]) == {"teacher", "student_scratch", "student_distilled"}
     assert set(results["tflite"]) == {"float32", "int8"}
     assert results["tflite"]["float32"]["top1_agreement"] == 1.0
     assert set(results["tflite_float32"]) == {"teacher", "student_scratch", "student_distilled"}
+    assert [p["seed"] for p in results["pairs"]] == [1, 2]
+    assert results["pairs"][0]["distilled"] == results["models"]["student_distilled"]["test_accuracy"]
     out = capsys.readouterr().out
     assert "distillation gain over the scratch twin" in out and "student int8" in out
     for name in ("report.md", "curves.png", "tradeoffs.png"):
