@@ -257,8 +257,8 @@ def build_parser():
                    "results.json go. Default: runs/demo")
     p.add_argument("--teacher-epochs", type=int, default=40, help="Default: 40")
     p.add_argument("--student-epochs", type=int, default=80, help="Default: 80")
-    p.add_argument("--pairs", type=int, default=3,
-                   help="scratch/distilled student pairs, one seed each. Default: 3")
+    p.add_argument("--pairs", type=int, default=5,
+                   help="scratch/distilled student pairs, one seed each. Default: 5")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--results", default=None, help="JSON results (default: OUTPUT_DIR/results.json)")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras progress")

@@ -11,7 +11,7 @@ from keras_kd import data, models, workflows
 STUDENT_LR = 3e-3
 
 
-def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, verbose=2, pairs=3):
+def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, verbose=2, pairs=5):
     """Runs the demo on scikit-learn's bundled digits; returns the results dict.
 
     The test split has 449 images (one image = 0.22 accuracy points), so one scratch/distilled
