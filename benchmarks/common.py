@@ -19,12 +19,10 @@ def load_mnist(path=DEFAULT_MNIST):
 
 def write_outputs(results, out_prefix, markdown):
     """Writes `OUT.json` and `OUT.md` atomically and prints the Markdown."""
-    from keras_kd.workflows import write_json
+    from keras_kd import atomic
 
-    write_json(f"{out_prefix}.json", results)
-    tmp = f"{out_prefix}.md.tmp"
-    pathlib.Path(tmp).write_text(markdown)
-    os.replace(tmp, f"{out_prefix}.md")
+    atomic.write_json(f"{out_prefix}.json", results)
+    atomic.write_text(f"{out_prefix}.md", markdown)
     print(markdown)
     print(json.dumps(results))
 

@@ -198,9 +198,10 @@ def plot(rows, path):
         ax.set_title(f"{pair} pair")
         ax.invert_yaxis()
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    from keras_kd.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_kd as kd
+from keras_kd import atomic
 from keras_kd import data as kd_data
 from keras_kd import models
 from keras_kd import workflows
@@ -61,15 +62,11 @@ def errors(model, x_test, y_test):
     return int(np.sum(np.argmax(logits, -1) != y_test))
 
 
-def lr_schedule(epochs, steps, lr=1e-3):
-    return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.01)
-
-
 def train_scratch(name, lr, x_train, y_train, x_test, y_test, args, steps):
     keras.utils.set_random_seed(args.seed)
     model = models.build(name, x_train.shape[1:], 10)
     model.compile(
-        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps, lr)),
+        optimizer=workflows.optimizer(lr, args.student_epochs, steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -83,7 +80,7 @@ def train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_t
     student = models.build(name, x_test.shape[1:], 10)
     distiller = kd.Distiller(student=student, teacher=teacher)
     distiller.compile(
-        optimizer=keras.optimizers.Adam(lr_schedule(args.student_epochs, steps, lr)),
+        optimizer=workflows.optimizer(lr, args.student_epochs, steps),
         metrics=["accuracy"],
         alpha=alpha,
         temperature=temperature,
@@ -132,14 +129,14 @@ def main(argv=None):
         keras.utils.set_random_seed(args.seed)
         teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
         teacher.compile(
-            optimizer=keras.optimizers.Adam(lr_schedule(args.teacher_epochs, steps)),
+            optimizer=workflows.optimizer(1e-3, args.teacher_epochs, steps),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
         teacher.fit(pipelines(x_train, y_train, args.batch_size, args.seed, True),
                     epochs=args.teacher_epochs, verbose=args.verbose)
         if args.teacher_path:
-            workflows.save_atomically(teacher, args.teacher_path)
+            atomic.save_model(teacher, args.teacher_path)
     results["test_errors"]["teacher_2x1200"] = errors(teacher, x_test, y_test)
     results["seconds"]["teacher_2x1200"] = round(time.time() - start, 1)
     train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, args.seed)
@@ -160,7 +157,7 @@ def main(argv=None):
         results["seconds"][f"distilled_{label}_T{temperature:g}"] = round(time.time() - start, 1)
         print(json.dumps(results["test_errors"]), flush=True)
 
-    workflows.write_json(args.out, results)
+    atomic.write_json(args.out, results)
     print(f"\nMNIST test errors (of {len(x_test)}), budget: teacher {args.teacher_epochs} epochs, "
           f"students {args.student_epochs} epochs, batch {args.batch_size}")
     print(f"{'model':<26}{'errors':>8}{'paper':>8}")

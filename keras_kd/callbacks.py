@@ -14,6 +14,8 @@ import tempfile
 
 import keras
 
+from keras_kd.atomic import atomic_path
+
 
 def task():
     """`(task_type, task_index)` from `TF_CONFIG`, or `(None, 0)` outside a cluster."""
@@ -34,17 +36,8 @@ def is_chief():
 def _save(path, save_fn):
     """Atomic save on the chief; a throw-away save elsewhere."""
     if is_chief():
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             save_fn(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     else:
         scratch = tempfile.mkdtemp(prefix="keras_kd_worker_")
         try:

@@ -17,10 +17,10 @@ prints a table and a report (report.md, PNG plots)."""
 
 
 def _write_json(path, results):
-    from keras_kd import workflows
+    from keras_kd import atomic
 
     if path:
-        print(f"results written to {workflows.write_json(path, results)}")
+        print(f"results written to {atomic.write_json(path, results)}")
 
 
 def _add_data_args(p):
@@ -60,7 +60,7 @@ def _load_model(spec, splits):
 def cmd_train_teacher(args):
     import keras
 
-    from keras_kd import data, precision, workflows
+    from keras_kd import atomic, data, precision, workflows
 
     keras.utils.set_random_seed(args.seed)
     precision.enable(args.mixed_precision)
@@ -68,7 +68,7 @@ def cmd_train_teacher(args):
     teacher = _load_model(args.model, splits)
     results = workflows.train_supervised(teacher, splits, epochs=args.epochs, lr=args.lr,
                                          verbose=args.verbose)
-    workflows.save_atomically(teacher, args.output)
+    atomic.save_model(teacher, args.output)
     results.update(command="train-teacher", data=splits.name, output=args.output)
     print(f"teacher test accuracy {results['test_accuracy']:.4f}, saved to {args.output}")
     _write_json(args.results, results)
@@ -78,7 +78,7 @@ def cmd_train_teacher(args):
 def cmd_distill(args):
     import keras
 
-    from keras_kd import data, distribute, precision, workflows
+    from keras_kd import atomic, data, distribute, precision, workflows
 
     keras.utils.set_random_seed(args.seed)
     precision.enable(args.mixed_precision)
@@ -92,7 +92,7 @@ def cmd_distill(args):
             temperature=args.temperature, distillation_loss_fn=args.loss, lr=args.lr,
             verbose=args.verbose,
         )
-    workflows.save_atomically(student, args.output)
+    atomic.save_model(student, args.output)
     results.update(command="distill", data=splits.name, teacher=args.teacher, output=args.output,
                    strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
                    global_batch_size=args.batch_size,

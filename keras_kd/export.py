@@ -17,7 +17,6 @@ The batch dimension stays dynamic (resize the input at run time). Files are writ
 temporary name and renamed, with `labels.txt` and `metadata.json` beside them.
 """
 
-import json
 import os
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_kd import atomic
 from keras_kd import litert_runner
 from keras_kd.litert_runner import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
@@ -122,19 +122,6 @@ def convert(model, quantization="float32", representative_data=None,
         return converter.convert()
 
 
-def _write_atomically(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb" if not path.endswith((".txt", ".json")) else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def sidecar_paths(path):
     """`(labels_path, metadata_path)` written next to a `.tflite` file."""
     stem = os.path.splitext(path)[0]
@@ -167,7 +154,7 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     flatbuffer = convert(model, quantization, representative_data, max_calibration_samples,
                          int8_io, allow_tf_ops)
     path = os.fspath(path)
-    _write_atomically(path, lambda f: f.write(flatbuffer))
+    atomic.write_bytes(path, flatbuffer)
     num_classes = int(model.outputs[0].shape[-1])
     names = list(class_names or (splits.class_names if splits else None)
                  or [str(i) for i in range(num_classes)])
@@ -178,8 +165,8 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
         source_model=model.name, version=keras_kd.__version__, allow_tf_ops=allow_tf_ops,
     )
     labels_path, metadata_path = sidecar_paths(path)
-    _write_atomically(labels_path, lambda f: f.write("\n".join(names) + "\n"))
-    _write_atomically(metadata_path, lambda f: json.dump(metadata, f, indent=2))
+    atomic.write_text(labels_path, "\n".join(names) + "\n")
+    atomic.write_json(metadata_path, metadata)
     return metadata
 
 

@@ -4,11 +4,13 @@ same layout: `{"models": {name: {params, test_accuracy, history}}, "tflite": {..
 import json
 import os
 
+from keras_kd.atomic import atomic_path
+from keras_kd.atomic import write_text
+
 
 def _save(fig, path):
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
 
 
 def write(results_path, output_dir=None):
@@ -77,9 +79,4 @@ def write(results_path, output_dir=None):
         ms = f"{lat['latency_ms_batch1']:.4f}" if lat else ""
         lines.append(f"| {name} | {m['params']:,} | {100 * m['test_accuracy']:.2f} % | {kb} | {ms} |")
     lines += ["", "![training curves](curves.png)", "", "![accuracy vs size and latency](tradeoffs.png)", ""]
-    path = os.path.join(output_dir, "report.md")
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return write_text(os.path.join(output_dir, "report.md"), "\n".join(lines))

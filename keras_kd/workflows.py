@@ -1,12 +1,9 @@
 """The jobs behind the CLI: train a teacher, distil or train a student, evaluate, the demo.
 
-Each returns a JSON-serialisable dict; models are written atomically (temporary name, then
-rename), so an interrupted run never leaves a half-written file behind.
+Each returns a JSON-serialisable dict; callers save models and results with
+`keras_kd.atomic`, so an interrupted run never leaves a half-written file behind.
 """
 
-import json
-import os
-import tempfile
 import time
 
 import keras
@@ -15,34 +12,8 @@ import numpy as np
 from keras_kd.distiller import Distiller
 
 
-def save_atomically(model, path):
-    """Saves a Keras model to `path` through a temporary file in the same directory."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def write_json(path, obj):
-    """Writes `obj` as JSON to `path` through a temporary file and a rename."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-    return path
-
-
-def _optimizer(lr, epochs, steps):
+def optimizer(lr, epochs, steps):
+    """Adam whose learning rate decays (cosine) to 1 % over `epochs * steps` steps."""
     if steps:
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.01)
     return keras.optimizers.Adam(lr)
@@ -78,7 +49,7 @@ def accuracy(model, splits):
 def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None):
     """Trains a logits model on the labels alone (a teacher, or a student's scratch twin)."""
     model.compile(
-        optimizer=_optimizer(lr, epochs, _steps(splits)),
+        optimizer=optimizer(lr, epochs, _steps(splits)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -98,7 +69,7 @@ def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
     """Distils `teacher` into `student`; returns the facts and the trained `Distiller`."""
     distiller = Distiller(student=student, teacher=teacher)
     distiller.compile(
-        optimizer=_optimizer(lr, epochs, _steps(splits)),
+        optimizer=optimizer(lr, epochs, _steps(splits)),
         metrics=["accuracy"],
         distillation_loss_fn=distillation_loss_fn,
         alpha=alpha,

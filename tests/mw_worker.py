@@ -2,7 +2,7 @@
 
 Environment: KD_SHARED (initial weights, backup dir: storage all workers see), KD_OUT (this
 worker's own directory, as on a separate machine), KD_KILL_AT_EPOCH (die at that epoch),
-KD_TIMEOUT (collective timeout in seconds).
+KD_TIMEOUT (collective timeout in seconds), KD_INPUT ("numpy" or "tf.data").
 """
 
 import json
@@ -35,11 +35,8 @@ class Die(keras.callbacks.Callback):
 strategy = kd.distribute.get_strategy("multi_worker", collective_timeout=timeout)
 weights = np.load(os.path.join(shared, "init.npz"), allow_pickle=True)
 with strategy.scope():
-    if os.environ.get("KD_LOAD_TEACHER"):  # a saved .keras teacher, loaded under the scope
-        teacher = keras.saving.load_model(os.path.join(shared, "teacher.keras"))
-    else:
-        teacher = make_teacher(train=False)
-        teacher.set_weights(list(weights["teacher"]))
+    teacher = make_teacher(train=False)
+    teacher.set_weights(list(weights["teacher"]))
     student = make_student()
     student.set_weights(list(weights["student"]))
     distiller = kd.Distiller(student, teacher)
@@ -50,15 +47,7 @@ callbacks = [
     kd_callbacks.StudentCheckpoint(os.path.join(out, "student.keras")),
     Die(),
 ]
-REPEAT = int(os.environ.get("KD_REPEAT", "1"))
-if os.environ.get("KD_TFDATA") == "big":  # many steps per epoch
-    train = tf.data.Dataset.from_tensor_slices((np.tile(X[:32], (REPEAT, 1)), np.tile(Y[:32], REPEAT))).batch(16)
-    history = distiller.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
-elif os.environ.get("KD_TFDATA") == "kd":  # keras_kd.data's pipeline (shuffled: not compared)
-    big = (np.tile(X[:32], (REPEAT, 1)), np.tile(Y[:32], REPEAT))
-    train = kd.data.from_arrays(big, big, batch_size=16).train
-    history = distiller.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
-elif os.environ.get("KD_TFDATA"):  # the same examples as a tf.data pipeline of global batches
+if os.environ.get("KD_INPUT") == "tf.data":  # the same examples as a pipeline of global batches
     train = tf.data.Dataset.from_tensor_slices((X[:32], Y[:32])).batch(16)
     history = distiller.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
 else:

@@ -27,7 +27,7 @@ def free_ports(n):
     return ports
 
 
-def launch(tmp_path, kill_at=-1, timeout=0, epochs=3):
+def launch(tmp_path, kill_at=-1, timeout=0, epochs=3, input_kind="numpy"):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -39,6 +39,7 @@ def launch(tmp_path, kill_at=-1, timeout=0, epochs=3):
             "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
             "KD_SHARED": str(tmp_path), "KD_OUT": str(out), "KD_TIMEOUT": str(timeout),
             "KD_KILL_AT_EPOCH": str(kill_at if i == 1 else -1), "KD_EPOCHS": str(epochs),
+            "KD_INPUT": input_kind,
             "CUDA_VISIBLE_DEVICES": "",
         }
         log = open(tmp_path / f"worker{i}.log", "w")
@@ -76,8 +77,9 @@ def single_device_run(teacher, student, epochs=3):
     return twin.get_weights(), history.history
 
 
-def test_two_workers_match_single_device_and_only_the_chief_writes(tmp_path, initial):
-    codes = wait(launch(tmp_path), limit=300)
+@pytest.mark.parametrize("input_kind", ["numpy", "tf.data"])
+def test_two_workers_match_single_device_and_only_the_chief_writes(tmp_path, initial, input_kind):
+    codes = wait(launch(tmp_path, input_kind=input_kind), limit=300)
     logs = [open(tmp_path / f"worker{i}.log").read()[-3000:] for i in range(2)]
     assert codes == [0, 0], logs
     reports = [json.load(open(tmp_path / f"worker{i}" / "report.json")) for i in range(2)]
