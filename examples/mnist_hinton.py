@@ -3,11 +3,16 @@
 Trains the 2x1200 teacher (dropout, inputs jittered by up to 2 pixels), then the 2x800 and
 2x20 students twice each from the same initial weights: from scratch on the labels alone, and
 distilled from the teacher (2x800 at T=20 and alpha=0.1 as in the paper; 2x20 at T=2 and
-alpha=0.3). Prints test error counts beside the paper's and writes them as JSON.
+alpha=0.3). The 2x20 pair runs once per seed in --seeds-20 (five by default): on a net this
+small one seed's data order moves the error count by as much as distillation does, so the
+claim is the mean. Each student uses its own learning rate, chosen on a validation split held
+out of the training set (README): the distilled 2x20 trains best at 3e-3, its scratch twin
+at 1e-3 (at 3e-3 it overfits). Prints test error counts beside the paper's, writes JSON.
 
-    python examples/mnist_hinton.py                        # full budget: ~45 min on 2 CPU cores
+    python examples/mnist_hinton.py                        # full budget: ~55 min on 2 CPU cores
     python examples/mnist_hinton.py --teacher-path runs/teacher.keras   # keep/reuse the teacher
     python examples/mnist_hinton.py --teacher-epochs 2 --student-epochs 2   # smoke run
+    python examples/mnist_hinton.py --validation --only 2x20 --lr-20 1e-2   # tune on 50k/10k
 
 Data: ../shared/data/mnist.npz by default (keras.datasets layout), override with --data or
 the KERAS_KD_MNIST environment variable.
@@ -62,22 +67,24 @@ def errors(model, x_test, y_test):
     return int(np.sum(np.argmax(logits, -1) != y_test))
 
 
-def train_scratch(name, lr, x_train, y_train, x_test, y_test, args, steps):
-    keras.utils.set_random_seed(args.seed)
+def train_scratch(name, lr, seed, x_train, y_train, x_test, y_test, args, steps):
+    keras.utils.set_random_seed(seed)
     model = models.build(name, x_train.shape[1:], 10)
     model.compile(
         optimizer=workflows.optimizer(lr, args.student_epochs, steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(pipelines(x_train, y_train, args.batch_size, args.seed, False),
+    model.fit(pipelines(x_train, y_train, args.batch_size, seed, False),
               epochs=args.student_epochs, verbose=args.verbose)
-    return model, errors(model, x_test, y_test)
+    return errors(model, x_test, y_test)
 
 
-def train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_test, args, steps):
-    keras.utils.set_random_seed(args.seed)  # same initial weights as the scratch twin
-    student = models.build(name, x_test.shape[1:], 10)
+def train_distilled(name, teacher, temperature, alpha, lr, seed, x_train, y_train, x_test, y_test,
+                    args, steps):
+    keras.utils.set_random_seed(seed)  # same initial weights and data order as the scratch twin
+    student = models.build(name, x_train.shape[1:], 10)
+    train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, seed)
     distiller = kd.Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=workflows.optimizer(lr, args.student_epochs, steps),
@@ -86,7 +93,18 @@ def train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_t
         temperature=temperature,
     )
     distiller.fit(train_ds, epochs=args.student_epochs, verbose=args.verbose)
-    return student, errors(student, x_test, y_test)
+    return errors(student, x_test, y_test)
+
+
+def seed_list(text):
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 0,1,2; received {text!r}")
+    return seeds
 
 
 def main(argv=None):
@@ -100,16 +118,25 @@ def main(argv=None):
                              "it and save it there")
     parser.add_argument("--only", choices=("2x800", "2x20"), default=None,
                         help="train only this student pair")
-    # 2x20: alpha 0.1 at T=4 made the tiny net worse than its scratch twin (437 vs 362 test
-    # errors); a lower T and more weight on the labels suit a net this small (sweep in README).
-    for label, t, a, lr in (("800", 20.0, 0.1, 1e-3), ("20", 2.0, 0.3, 1e-3)):
+    parser.add_argument("--validation", action="store_true",
+                        help="for tuning: students train on the first 50,000 training images and "
+                             "are scored on the last 10,000 instead of the test set")
+    # 2x20: chosen on the validation split (README): scratch at 5e-4/1e-3/2e-3/3e-3 and the
+    # distilled net at T 1.5-4, alpha 0.1-0.3, lr 1e-3-1e-2, three seeds each.
+    for label, t, a, lr, scratch_lr, seeds in (("800", 20.0, 0.1, 1e-3, 1e-3, "0"),
+                                               ("20", 2.0, 0.3, 3e-3, 1e-3, "0,1,2,3,4")):
         parser.add_argument(f"--temperature-{label}", type=float, default=t,
-                            help=f"distillation temperature of the 2x{label} student")
+                            help=f"distillation temperature of the distilled 2x{label} student")
         parser.add_argument(f"--alpha-{label}", type=float, default=a,
-                            help=f"hard-label weight of the 2x{label} student")
+                            help=f"hard-label weight of the distilled 2x{label} student")
         parser.add_argument(f"--lr-{label}", type=float, default=lr,
-                            help=f"Adam learning rate of both 2x{label} students")
-    parser.add_argument("--seed", type=int, default=0)
+                            help=f"peak Adam learning rate of the distilled 2x{label} student")
+        parser.add_argument(f"--scratch-lr-{label}", type=float, default=scratch_lr,
+                            help=f"peak Adam learning rate of the scratch 2x{label} student")
+        parser.add_argument(f"--seeds-{label}", type=seed_list, default=seed_list(seeds),
+                            help=f"comma-separated seeds: one scratch/distilled 2x{label} pair "
+                                 "per seed (initial weights and data order)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the teacher")
     parser.add_argument("--out", default="results/mnist_hinton.json")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
     args = parser.parse_args(argv)
@@ -118,14 +145,20 @@ def main(argv=None):
     x_train = (x_train[..., None] / 255.0).astype("float32")
     x_test = (x_test[..., None] / 255.0).astype("float32")
     y_train, y_test = y_train.astype("int64"), y_test.astype("int64")
-    steps = int(np.ceil(len(x_train) / args.batch_size))
-    results = {"budget": vars(args), "paper": PAPER, "test_errors": {}, "seconds": {}}
+    # The teacher always trains on all 60,000 images (the reloadable one); students and the
+    # scores follow --validation.
+    x_fit, y_fit, x_eval, y_eval = x_train, y_train, x_test, y_test
+    if args.validation:
+        x_fit, y_fit, x_eval, y_eval = x_train[:50000], y_train[:50000], x_train[50000:], y_train[50000:]
+    results = {"budget": vars(args), "paper": PAPER, "scored_on": "validation" if args.validation
+               else "test", "errors": {}, "mean_errors": {}, "seconds": {}}
 
     start = time.time()
     if args.teacher_path and os.path.exists(args.teacher_path):
         teacher = keras.saving.load_model(args.teacher_path)
         results["teacher_loaded_from"] = args.teacher_path
     else:
+        steps = int(np.ceil(len(x_train) / args.batch_size))
         keras.utils.set_random_seed(args.seed)
         teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
         teacher.compile(
@@ -137,33 +170,37 @@ def main(argv=None):
                     epochs=args.teacher_epochs, verbose=args.verbose)
         if args.teacher_path:
             atomic.save_model(teacher, args.teacher_path)
-    results["test_errors"]["teacher_2x1200"] = errors(teacher, x_test, y_test)
+    results["errors"]["teacher_2x1200"] = [errors(teacher, x_eval, y_eval)]
     results["seconds"]["teacher_2x1200"] = round(time.time() - start, 1)
-    train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, args.seed)
 
-    runs = [("mlp-student", "2x800", "800"), ("mlp-tiny", "2x20", "20")]
-    for name, label, key in runs:
+    steps = int(np.ceil(len(x_fit) / args.batch_size))
+    for name, label, key in (("mlp-student", "2x800", "800"), ("mlp-tiny", "2x20", "20")):
         if args.only and args.only != label:
             continue
-        temperature, alpha, lr = (getattr(args, f"{p}_{key}") for p in ("temperature", "alpha", "lr"))
-        start = time.time()
-        _, err = train_scratch(name, lr, x_train, y_train, x_test, y_test, args, steps)
-        results["test_errors"][f"scratch_{label}"] = err
-        results["seconds"][f"scratch_{label}"] = round(time.time() - start, 1)
-        start = time.time()
-        _, err = train_distilled(name, teacher, temperature, alpha, lr, train_ds, x_test, y_test,
-                                 args, steps)
-        results["test_errors"][f"distilled_{label}_T{temperature:g}"] = err
-        results["seconds"][f"distilled_{label}_T{temperature:g}"] = round(time.time() - start, 1)
-        print(json.dumps(results["test_errors"]), flush=True)
+        temperature, alpha, lr, scratch_lr, seeds = (
+            getattr(args, f"{p}_{key}") for p in ("temperature", "alpha", "lr", "scratch_lr", "seeds"))
+        runs = {f"scratch_{label}": lambda seed: train_scratch(
+                    name, scratch_lr, seed, x_fit, y_fit, x_eval, y_eval, args, steps),
+                f"distilled_{label}_T{temperature:g}": lambda seed: train_distilled(
+                    name, teacher, temperature, alpha, lr, seed, x_fit, y_fit, x_eval, y_eval,
+                    args, steps)}
+        for run, train in runs.items():
+            start = time.time()
+            results["errors"][run] = [train(seed) for seed in seeds]
+            results["seconds"][run] = round(time.time() - start, 1)
+            print(json.dumps({run: results["errors"][run]}), flush=True)
 
+    for run, counts in results["errors"].items():
+        results["mean_errors"][run] = round(float(np.mean(counts)), 1)
     atomic.write_json(args.out, results)
-    print(f"\nMNIST test errors (of {len(x_test)}), budget: teacher {args.teacher_epochs} epochs, "
-          f"students {args.student_epochs} epochs, batch {args.batch_size}")
-    print(f"{'model':<26}{'errors':>8}{'paper':>8}")
-    for key, err in results["test_errors"].items():
-        paper = next((v for k, v in PAPER.items() if key.startswith(k)), "")
-        print(f"{key:<26}{err:>8}{paper:>8}")
+    print(f"\nMNIST {results['scored_on']} errors (of {len(x_eval)}), budget: teacher "
+          f"{args.teacher_epochs} epochs, students {args.student_epochs} epochs, batch "
+          f"{args.batch_size}")
+    print(f"{'model':<26}{'errors':>8}{'paper':>8}   per seed")
+    for run, counts in results["errors"].items():
+        paper = next((v for k, v in PAPER.items() if run.startswith(k)), "")
+        per_seed = " ".join(str(c) for c in counts) if len(counts) > 1 else ""
+        print(f"{run:<26}{results['mean_errors'][run]:>8g}{paper:>8}   {per_seed}")
     return results
 
 
