@@ -9,7 +9,7 @@ claim is the mean. Each student uses its own learning rate, chosen on a validati
 out of the training set (README): the distilled 2x20 trains best at 3e-3, its scratch twin
 at 1e-3 (at 3e-3 it overfits). Prints test error counts beside the paper's, writes JSON.
 
-    python examples/mnist_hinton.py                        # full budget: ~55 min on 2 CPU cores
+    python examples/mnist_hinton.py                        # full budget: ~30 min on 2 CPU cores
     python examples/mnist_hinton.py --teacher-path runs/teacher.keras   # keep/reuse the teacher
     python examples/mnist_hinton.py --teacher-epochs 2 --student-epochs 2   # smoke run
     python examples/mnist_hinton.py --validation --only 2x20 --lr-20 1e-2   # tune on 50k/10k
