@@ -61,6 +61,9 @@ for batch in strategy.experimental_distribute_dataset(ids):
     seen += [int(i) for r in strategy.experimental_local_results(batch) for i in r.numpy()]
 
 np.savez(os.path.join(out, "weights.npz"), *student.get_weights())
+with open("/proc/self/status") as f:  # native threads (TensorFlow's included), Linux
+    threads = next((int(line.split()[1]) for line in f if line.startswith("Threads:")), -1)
 with open(os.path.join(out, "report.json"), "w") as f:
     json.dump({"history": history.history, "seen": seen, "chief": kd_callbacks.is_chief(),
-               "replicas": strategy.num_replicas_in_sync}, f)
+               "replicas": strategy.num_replicas_in_sync, "threads": threads,
+               "steps": epochs * 2}, f)
