@@ -23,7 +23,7 @@ worker processes on 127.0.0.1 with the right TF_CONFIG (default data: digits):
 
 No collective timeout by default: TensorFlow arms the timeout of every collective op with a
 thread that sleeps for the whole timeout, so `--timeout 300` on full MNIST kept 20,947 threads
-alive after one epoch (248 without) and longer runs abort when thread creation fails. A crashed
+(two workers) alive after one epoch (248 without) and longer runs abort when thread creation fails. A crashed
 worker fails the run without it (its missed heartbeats abort the collectives: 16 s in the
 tests); set a short `--timeout` only to catch workers that hang while still alive.
 """

@@ -51,7 +51,8 @@ def get_strategy(name="auto", collective_timeout=None):
             TensorFlow's coordination service notices its missed heartbeats (16 s in the
             tests). Costly: TensorFlow arms each collective's timeout with a thread that
             sleeps for the whole timeout, so (collectives per second x timeout) threads stay
-            alive; 300 s on MNIST reached 20,947 threads within one epoch. Keep it short.
+            alive; 300 s on MNIST reached 20,947 threads (two workers) in one epoch. Keep
+            it short.
 
     Raises:
         ValueError: for an unknown name, listing the available ones.
