@@ -14,23 +14,23 @@ import tempfile
 
 import keras
 
+from keras_kd import checks
 from keras_kd.atomic import atomic_path
+from keras_kd.distribute import tf_config
 
 
 def task():
     """`(task_type, task_index)` from `TF_CONFIG`, or `(None, 0)` outside a cluster."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    info = config.get("task", {})
+    info = tf_config().get("task", {})
     return info.get("type"), int(info.get("index", 0))
 
 
 def is_chief():
     """True on the chief: the `chief` task, else worker 0, else a single process."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     task_type, index = task()
     if task_type is None or task_type == "chief":
         return True
-    return task_type == "worker" and index == 0 and "chief" not in config.get("cluster", {})
+    return task_type == "worker" and index == 0 and "chief" not in tf_config().get("cluster", {})
 
 
 def _save(path, save_fn):
@@ -81,10 +81,7 @@ class StudentCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, filepath, monitor="val_loss", mode="min", save_best_only=False):
         super().__init__()
-        if mode not in ("min", "max"):
-            raise ValueError(
-                f"Invalid value for argument `mode`. Expected 'min' or 'max'. Received: mode={mode!r}"
-            )
+        checks.one_of("mode", mode, ("min", "max"))
         self.filepath = os.fspath(filepath)
         self.monitor, self.mode, self.save_best_only = monitor, mode, save_best_only
         self.best = None

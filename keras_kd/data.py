@@ -17,6 +17,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from keras_kd import checks
+
 AUTOTUNE = tf.data.AUTOTUNE
 DATA_SHARDING = tf.data.experimental.AutoShardPolicy.DATA
 
@@ -60,27 +62,30 @@ class DataSplits:
         return _to_arrays(self.train, limit)
 
 
+def numpy_batches(data, limit=None):
+    """Yields float32 `(x, y_or_None)` numpy batches from a tf.data dataset, `(x, y)` or `x`."""
+    if isinstance(data, tf.data.Dataset):
+        iterable = data.as_numpy_iterator()
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        iterable = [(np.asarray(data[0]), np.asarray(data[1]))]
+    else:
+        iterable = [(np.asarray(data), None)]
+    seen = 0
+    for item in iterable:
+        x, y = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
+        x = np.asarray(x, dtype=np.float32)
+        if limit is not None:
+            x = x[: limit - seen]
+            y = None if y is None else np.asarray(y)[: len(x)]
+        seen += len(x)
+        yield x, y
+        if limit is not None and seen >= limit:
+            return
+
+
 def _to_arrays(dataset, limit):
-    xs, ys, n = [], [], 0
-    for x, y in dataset:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-        n += len(xs[-1])
-        if limit is not None and n >= limit:
-            break
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    return (x, y) if limit is None else (x[:limit], y[:limit])
-
-
-def _check_positive_int(value, argument, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a positive integer"
-            f"{' or None' if allow_none else ''}. Received: {argument}={value!r}"
-        )
-    return int(value)
+    x, y = zip(*numpy_batches(dataset, limit))
+    return np.concatenate(x), np.concatenate(y)
 
 
 def _scale_for(dtype):
@@ -147,7 +152,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
     (N, H, W) images get a channel axis.
     """
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
     y_train, y_test = np.asarray(y_train).astype("int64"), np.asarray(y_test).astype("int64")

@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_kd import checks
 from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
@@ -14,6 +15,8 @@ from keras_kd.teachers import TeacherEnsemble
 from keras_kd.teachers import split_cached
 
 AUTO_STEPS_PER_EXECUTION = 64
+DEFAULT_ALPHA = 0.1
+DEFAULT_TEMPERATURE = 4.0
 
 # Student-loss names resolved to *logit* losses: `keras.losses.get(name)` would return the
 # probability version (`from_logits=False`) and silently mistreat the student's logits.
@@ -49,27 +52,6 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
-
-
-def _resolve_student_loss(identifier):
-    if identifier is None:
-        return None  # chosen from the labels' shape at trace time
-    if isinstance(identifier, str):
-        if identifier not in _STUDENT_LOSSES:
-            raise ValueError(
-                "Invalid value for argument `student_loss_fn`. Expected one of "
-                f"{sorted(_STUDENT_LOSSES)}, a keras.losses.Loss or a callable. "
-                f"Received: student_loss_fn={identifier!r}"
-            )
-        return _STUDENT_LOSSES[identifier]()
-    if isinstance(identifier, dict):
-        return keras.saving.deserialize_keras_object(identifier)
-    if not callable(identifier):
-        raise ValueError(
-            "Invalid value for argument `student_loss_fn`. Expected a keras.losses.Loss or a "
-            f"callable. Received: student_loss_fn={identifier!r}"
-        )
-    return identifier
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -145,8 +127,8 @@ class Distiller(keras.Model):
         self.teacher = teacher
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        self.alpha = 0.1
-        self.temperature = 4.0
+        self.alpha = DEFAULT_ALPHA
+        self.temperature = DEFAULT_TEMPERATURE
         self.student_loss_fn = None
         self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
         if student.built:
@@ -158,7 +140,7 @@ class Distiller(keras.Model):
         metrics=None,
         student_loss_fn=None,
         distillation_loss_fn=None,
-        alpha=0.1,
+        alpha=DEFAULT_ALPHA,
         temperature=None,
         weighted_metrics=None,
         run_eagerly=False,
@@ -222,7 +204,8 @@ class Distiller(keras.Model):
                 "('You must feed a value for placeholder tensor ... while/cond'); use 1.",
                 stacklevel=2,
             )
-        self.student_loss_fn = _resolve_student_loss(student_loss_fn)
+        # None: sparse or categorical cross-entropy, chosen from the labels' shape at trace time
+        self.student_loss_fn = checks.loss("student_loss_fn", student_loss_fn, _STUDENT_LOSSES)
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
@@ -231,7 +214,7 @@ class Distiller(keras.Model):
                     "Conflicting temperatures: `distillation_loss_fn` has temperature="
                     f"{own} but `compile` received temperature={temperature}. Set it in one place."
                 )
-            temperature = temperature or own or 4.0
+            temperature = temperature or own or DEFAULT_TEMPERATURE
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
         self.temperature = temperature
         self.distillation_loss_fn = distillation_loss_fn
@@ -295,6 +278,16 @@ class Distiller(keras.Model):
         local example count; `loss_for_gradient` is this replica's share of the global-batch
         mean (plus the student's regularisation losses), ready for `tape.gradient`.
         """
+        total_sum, regularization, logs = self._local_losses(
+            y, teacher_logits, student_logits, sample_weight
+        )
+        # The one collective of the loss: the global example count (uneven last batches).
+        loss_for_gradient = ops.divide_no_nan(total_sum, reduction.global_count(logs["count"]))
+        loss_for_gradient += regularization / reduction.num_replicas()
+        return loss_for_gradient, logs
+
+    def _local_losses(self, y, teacher_logits, student_logits, sample_weight):
+        """`(weighted loss sum, regularisation, logs)` of this replica's batch, no collective."""
         student_logits = ops.cast(student_logits, "float32")  # losses in float32 under mixed precision
         hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
         soft = reduction.per_example(
@@ -304,17 +297,15 @@ class Distiller(keras.Model):
         hard_sum = reduction.weighted_sum(hard, sample_weight)
         soft_sum = reduction.weighted_sum(soft, sample_weight)
         total_sum = self.alpha * hard_sum + (1.0 - self.alpha) * soft_sum
-        local_n, global_n = reduction.batch_counts(student_logits)
+        local_n = ops.cast(ops.shape(student_logits)[0], "float32")
         regularization = ops.cast(sum(self.student.losses), "float32") if self.student.losses else 0.0
-        loss_for_gradient = ops.divide_no_nan(total_sum, global_n)
-        loss_for_gradient += regularization / reduction.num_replicas()
         logs = {
             "loss": ops.divide_no_nan(total_sum, local_n) + regularization,
             "hard_loss": ops.divide_no_nan(hard_sum, local_n),
             "distillation_loss": ops.divide_no_nan(soft_sum, local_n),
             "count": local_n,
         }
-        return loss_for_gradient, logs
+        return total_sum, regularization, logs
 
     def teacher_logits(self, x):
         """The teacher's outputs for `x`, in inference mode and without gradient."""
@@ -353,7 +344,7 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, teacher_logits = self._inputs_and_teacher_logits(x)
         student_logits = self.student(x, training=False)
-        _, logs = self.compute_distillation_losses(y, teacher_logits, student_logits, sample_weight)
+        _, _, logs = self._local_losses(y, teacher_logits, student_logits, sample_weight)
         self._update_trackers(logs)
         return self._step_logs(x, y, student_logits, sample_weight)
 

@@ -19,14 +19,25 @@ import os
 
 import tensorflow as tf
 
+from keras_kd import checks
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
-def _workers_in_tf_config():
+def tf_config():
+    """The `TF_CONFIG` environment variable as a dict (`{}` when unset or empty).
+
+    Raises:
+        ValueError: if it is not valid JSON.
+    """
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        return json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as e:
         raise ValueError(f"Invalid TF_CONFIG environment variable: {e}") from None
+
+
+def _workers_in_tf_config():
+    cluster = tf_config().get("cluster", {})
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
@@ -57,11 +68,7 @@ def get_strategy(name="auto", collective_timeout=None):
     Raises:
         ValueError: for an unknown name, listing the available ones.
     """
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"Invalid value for argument `strategy`. Expected one of {list(STRATEGIES)}. "
-            f"Received: strategy={name!r}"
-        )
+    checks.one_of("strategy", name, STRATEGIES)
     if name == "tpu":
         return _tpu()
     if name == "multi_worker" or (name == "auto" and _workers_in_tf_config() > 1):
@@ -101,11 +108,7 @@ def batch_sizes(strategy, global_batch_size=None, per_replica_batch_size=None):
             f"global_batch_size={global_batch_size}, per_replica_batch_size={per_replica_batch_size}"
         )
     if per_replica_batch_size is not None:
-        if per_replica_batch_size <= 0:
-            raise ValueError(
-                "Invalid value for argument `per_replica_batch_size`. Expected a positive "
-                f"integer. Received: per_replica_batch_size={per_replica_batch_size}"
-            )
+        checks.positive_int("per_replica_batch_size", per_replica_batch_size)
         return per_replica_batch_size * replicas, per_replica_batch_size
     if global_batch_size <= 0 or global_batch_size % replicas:
         raise ValueError(

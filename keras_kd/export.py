@@ -26,36 +26,17 @@ import numpy as np
 import tensorflow as tf
 
 from keras_kd import atomic
+from keras_kd import checks
+from keras_kd import data as data_lib
 from keras_kd import litert_runner
 from keras_kd.litert_runner import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 
 
-def _batches(data, limit=None):
-    """Yields float32 `(x, y_or_None)` numpy batches from a tf.data dataset, `(x, y)` or `x`."""
-    if isinstance(data, tf.data.Dataset):
-        iterable = data.as_numpy_iterator()
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        iterable = [(np.asarray(data[0]), np.asarray(data[1]))]
-    else:
-        iterable = [(np.asarray(data), None)]
-    seen = 0
-    for item in iterable:
-        x, y = (item[0], item[1]) if isinstance(item, (tuple, list)) else (item, None)
-        x = np.asarray(x, dtype=np.float32)
-        if limit is not None:
-            x = x[: limit - seen]
-            y = None if y is None else np.asarray(y)[: len(x)]
-        seen += len(x)
-        yield x, y
-        if limit is not None and seen >= limit:
-            return
-
-
 def _representative(data, max_samples):
     def gen():
-        for x, _ in _batches(data, max_samples):
+        for x, _ in data_lib.numpy_batches(data, max_samples):
             for i in range(len(x)):
                 yield {INPUT_NAME: x[i : i + 1]}
 
@@ -63,22 +44,14 @@ def _representative(data, max_samples):
 
 
 def _check(quantization, representative_data, max_samples):
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(
-            f"Invalid value for argument `quantization`. Expected one of {list(QUANTIZATIONS)}. "
-            f"Received: quantization={quantization!r}"
-        )
+    checks.one_of("quantization", quantization, QUANTIZATIONS)
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "Invalid value for argument `representative_data`: quantization='int8' calibrates "
             "activation ranges and needs example inputs (numpy array, (x, y) or tf.data "
             "dataset). Received: representative_data=None"
         )
-    if not isinstance(max_samples, int) or max_samples <= 0:
-        raise ValueError(
-            "Invalid value for argument `max_calibration_samples`. Expected a positive integer. "
-            f"Received: max_calibration_samples={max_samples!r}"
-        )
+    checks.positive_int("max_calibration_samples", max_samples)
 
 
 def convert(model, quantization="float32", representative_data=None,
@@ -213,7 +186,7 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
     keras_correct = tflite_correct = agree = n = 0
     max_diff = 0.0
     first = None
-    for x, y in _batches(dataset, max_samples):
+    for x, y in data_lib.numpy_batches(dataset, max_samples):
         if first is None:
             first = x[:1]
         keras_logits = np.asarray(model(x, training=False), dtype=np.float32)

@@ -7,6 +7,8 @@ Vinyals & Dean (2015), section 3: teacher 784-1200-1200-10 with dropout, student
 
 import keras
 
+from keras_kd import checks
+
 
 def mlp(input_shape, num_classes, hidden=(800, 800), dropout=0.0, input_dropout=0.0, name="mlp"):
     """A ReLU MLP on flattened inputs, returning logits.
@@ -74,9 +76,5 @@ def build(name, input_shape, num_classes):
     Raises:
         ValueError: for an unknown name, listing the available ones.
     """
-    if name not in _BUILDERS:
-        raise ValueError(
-            f"Invalid value for argument `model`. Expected one of {names()}. Received: "
-            f"model={name!r}"
-        )
+    checks.one_of("model", name, names())
     return _BUILDERS[name](tuple(input_shape), int(num_classes))

@@ -8,6 +8,8 @@ auto_scale_loss=True)`), whose `scale_loss` and `apply_gradients` the Distiller'
 import keras
 import tensorflow as tf
 
+from keras_kd import checks
+
 POLICIES = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 
 
@@ -41,11 +43,7 @@ def enable(policy="auto"):
     Raises:
         ValueError: for an unknown policy.
     """
-    if policy not in POLICIES:
-        raise ValueError(
-            f"Invalid value for argument `policy`. Expected one of {list(POLICIES)}. "
-            f"Received: policy={policy!r}"
-        )
+    checks.one_of("policy", policy, POLICIES)
     name = {"auto": recommended_policy(), "off": "float32"}.get(policy, policy)
     keras.mixed_precision.set_global_policy(name)
     return name

@@ -37,13 +37,12 @@ def weighted_sum(values, sample_weight):
     return ops.sum(values)
 
 
-def batch_counts(batch_values):
-    """Returns `(local_count, global_count)` of examples as float32 scalars."""
-    local = ops.cast(ops.shape(batch_values)[0], "float32")
+def global_count(local_count):
+    """The number of examples in the whole global batch: one all-reduce across replicas."""
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return local, local
-    return local, ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        return local_count
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
 
 
 def num_replicas():

@@ -7,6 +7,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_kd import checks
+
 
 @keras.saving.register_keras_serializable(package="keras_kd")
 class TeacherEnsemble(keras.Model):
@@ -38,11 +40,7 @@ class TeacherEnsemble(keras.Model):
                 "Invalid value for argument `weights`. Expected one non-negative weight per "
                 f"teacher ({len(teachers)}) with a positive sum. Received: weights={weights!r}"
             )
-        if mode not in ("logits", "probabilities"):
-            raise ValueError(
-                "Invalid value for argument `mode`. Expected 'logits' or 'probabilities'. "
-                f"Received: mode={mode!r}"
-            )
+        checks.one_of("mode", mode, ("logits", "probabilities"))
         self.teachers = teachers
         self.ensemble_weights = [w / sum(weights) for w in weights]
         self.mode = mode

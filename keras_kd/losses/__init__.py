@@ -1,5 +1,6 @@
 """Distillation losses: `keras.losses.Loss` subclasses on teacher and student logits."""
 
+from keras_kd import checks
 from keras_kd.losses.logits import KLDivergence
 from keras_kd.losses.logits import LogitsMSE
 from keras_kd.losses.logits import SoftTargetCrossEntropy
@@ -20,27 +21,9 @@ def get(identifier):
     Raises:
         ValueError: for an unknown name, listing the available ones.
     """
-    if identifier is None:
-        return KLDivergence()
     if isinstance(identifier, str):
-        try:
-            return _REGISTRY[identifier.lower()]()
-        except KeyError:
-            raise ValueError(
-                "Invalid value for argument `distillation_loss_fn`. Expected one of "
-                f"{sorted(_REGISTRY)}, a keras.losses.Loss or a callable. "
-                f"Received: distillation_loss_fn={identifier!r}"
-            ) from None
-    if isinstance(identifier, dict):
-        import keras
-
-        return keras.saving.deserialize_keras_object(identifier)
-    if callable(identifier):
-        return identifier
-    raise ValueError(
-        "Invalid value for argument `distillation_loss_fn`. Expected a name, a "
-        f"keras.losses.Loss or a callable. Received: distillation_loss_fn={identifier!r}"
-    )
+        identifier = identifier.lower()
+    return checks.loss("distillation_loss_fn", identifier, _REGISTRY, default=KLDivergence)
 
 
 __all__ = ["KLDivergence", "LogitsMSE", "SoftTargetCrossEntropy", "TemperatureLoss", "get"]
