@@ -70,11 +70,7 @@ def errors(model, x_test, y_test):
 def train_scratch(name, lr, seed, x_train, y_train, x_test, y_test, args, steps):
     keras.utils.set_random_seed(seed)
     model = models.build(name, x_train.shape[1:], 10)
-    model.compile(
-        optimizer=workflows.optimizer(lr, args.student_epochs, steps),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    workflows.compile_classifier(model, lr, args.student_epochs, steps)
     model.fit(pipelines(x_train, y_train, args.batch_size, seed, False),
               epochs=args.student_epochs, verbose=args.verbose)
     return errors(model, x_test, y_test)
@@ -161,11 +157,7 @@ def main(argv=None):
         steps = int(np.ceil(len(x_train) / args.batch_size))
         keras.utils.set_random_seed(args.seed)
         teacher = models.build("mlp-teacher", x_train.shape[1:], 10)
-        teacher.compile(
-            optimizer=workflows.optimizer(1e-3, args.teacher_epochs, steps),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
+        workflows.compile_classifier(teacher, 1e-3, args.teacher_epochs, steps)
         teacher.fit(pipelines(x_train, y_train, args.batch_size, args.seed, True),
                     epochs=args.teacher_epochs, verbose=args.verbose)
         if args.teacher_path:

@@ -1,6 +1,7 @@
 """`keras-kd demo`: teacher, distilled student, scratch twin, TFLite export, one table."""
 
 import os
+import time
 
 import keras
 
@@ -21,6 +22,7 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
     The test split has 449 images (one image = 0.22 accuracy points), so one scratch/distilled
     pair cannot tell noise from gain: `pairs` pairs are trained, each from its own seed.
     """
+    start = time.time()
     splits = data.load("digits", batch_size=64, seed=seed)
     print(f"data: {splits.name}, {splits.train_size} train / {splits.test_size} test images "
           f"{splits.input_shape}, {splits.num_classes} classes\n")
@@ -83,6 +85,7 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
         ))
     from keras_kd import report
 
+    results["total_seconds"] = round(time.time() - start, 1)
     report_path = atomic.write_json(os.path.join(output_dir, "results.json"), results)
     try:
         print(f"\nreport: {report.write(report_path)}")

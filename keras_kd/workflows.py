@@ -46,13 +46,18 @@ def accuracy(model, splits):
     return correct / total
 
 
-def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None):
-    """Trains a logits model on the labels alone (a teacher, or a student's scratch twin)."""
+def compile_classifier(model, lr, epochs, steps):
+    """Compiles a logits model for training on integer labels with `optimizer(...)`."""
     model.compile(
-        optimizer=optimizer(lr, epochs, _steps(splits)),
+        optimizer=optimizer(lr, epochs, steps),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
+
+
+def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None):
+    """Trains a logits model on the labels alone (a teacher, or a student's scratch twin)."""
+    compile_classifier(model, lr, epochs, _steps(splits))
     start = time.time()
     history = model.fit(splits.train, validation_data=splits.test, epochs=epochs, verbose=verbose,
                         callbacks=callbacks)
