@@ -10,11 +10,9 @@ DEFAULT_MNIST = os.environ.get("KERAS_KD_MNIST", str(REPO.parent / "shared" / "d
 
 def load_mnist(path=DEFAULT_MNIST):
     """Real MNIST as float32 (N, 28, 28, 1) in [0, 1] and int64 labels."""
-    from keras_kd.data import load_npz
+    from keras_kd.data import load_npz_arrays
 
-    (x_train, y_train), (x_test, y_test) = load_npz(path)
-    f = lambda x: (x[..., None] / 255.0).astype("float32")  # noqa: E731
-    return (f(x_train), y_train.astype("int64")), (f(x_test), y_test.astype("int64"))
+    return load_npz_arrays(path)
 
 
 def write_outputs(results, out_prefix, markdown):

@@ -137,10 +137,7 @@ def main(argv=None):
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
     args = parser.parse_args(argv)
 
-    (x_train, y_train), (x_test, y_test) = kd_data.load_npz(args.data)
-    x_train = (x_train[..., None] / 255.0).astype("float32")
-    x_test = (x_test[..., None] / 255.0).astype("float32")
-    y_train, y_test = y_train.astype("int64"), y_test.astype("int64")
+    (x_train, y_train), (x_test, y_test) = kd_data.load_npz_arrays(args.data)
     # The teacher always trains on all 60,000 images (the reloadable one); students and the
     # scores follow --validation.
     x_fit, y_fit, x_eval, y_eval = x_train, y_train, x_test, y_test

@@ -114,6 +114,16 @@ def load_npz(path):
         return (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
 
 
+def load_npz_arrays(path):
+    """`load_npz` ready for a model: float32 `(N, H, W, C)` images and int64 labels.
+
+    Images are divided by 255 when stored as uint8 (the keras.datasets layout), as `load` does.
+    """
+    (x_train, y_train), (x_test, y_test) = load_npz(path)
+    images = lambda x: (_with_channels(x) * _scale_for(x.dtype)).astype("float32")  # noqa: E731
+    return (images(x_train), y_train.astype("int64")), (images(x_test), y_test.astype("int64"))
+
+
 def load_digits(test_fraction=0.25, seed=0):
     """scikit-learn's bundled 8x8 digits (1,797 images, values 0-16), split reproducibly."""
     try:

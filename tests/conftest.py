@@ -34,11 +34,9 @@ def mnist_path():
 @pytest.fixture(scope="session")
 def mnist(mnist_path):
     """Real MNIST as float32 (N, 28, 28, 1) in [0, 1] and int64 labels."""
-    from keras_kd.data import load_npz
+    from keras_kd.data import load_npz_arrays
 
-    (x_train, y_train), (x_test, y_test) = load_npz(mnist_path)
-    f = lambda x: (x[..., None] / 255.0).astype("float32")  # noqa: E731
-    return (f(x_train), y_train.astype("int64")), (f(x_test), y_test.astype("int64"))
+    return load_npz_arrays(mnist_path)
 
 
 @pytest.fixture(autouse=True)
