@@ -97,6 +97,11 @@ def _with_channels(x):
     return x[..., None] if x.ndim == 3 else x
 
 
+def _images(x, scale):
+    """Model-ready float32 images with a channel axis."""
+    return (_with_channels(x) * scale).astype("float32")
+
+
 def load_npz(path):
     """Reads an `.npz` in the `keras.datasets` layout; returns `((x_train, y_train), (x_test, y_test))`."""
     if not os.path.exists(path):
@@ -120,8 +125,9 @@ def load_npz_arrays(path):
     Images are divided by 255 when stored as uint8 (the keras.datasets layout), as `load` does.
     """
     (x_train, y_train), (x_test, y_test) = load_npz(path)
-    images = lambda x: (_with_channels(x) * _scale_for(x.dtype)).astype("float32")  # noqa: E731
-    return (images(x_train), y_train.astype("int64")), (images(x_test), y_test.astype("int64"))
+    scale = _scale_for(x_train.dtype)
+    return ((_images(x_train, scale), y_train.astype("int64")),
+            (_images(x_test, scale), y_test.astype("int64")))
 
 
 def load_digits(test_fraction=0.25, seed=0):
@@ -173,8 +179,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
             f"y_test={len(y_test)}"
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
-    x_train = (_with_channels(x_train) * scale).astype("float32")
-    x_test = (_with_channels(x_test) * scale).astype("float32")
+    x_train, x_test = _images(x_train, scale), _images(x_test, scale)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     return DataSplits(
         train=_pipeline(
