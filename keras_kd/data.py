@@ -6,6 +6,10 @@ float32 images scaled to [0, 1] with integer labels, plus what export needs to k
 
 Sources, in the order `load` tries them:
 - a tuple `((x_train, y_train), (x_test, y_test))` of numpy arrays;
+- a folder of images: either `train/` and `test/` folders of class folders (the layout of
+  `../shared/data/cifar10`), or one folder of class folders (the test split is then carved
+  from it too); see `from_directory`. Its images stay raw pixels in [0, 255]: the image
+  models of `keras_kd.models` normalise inside the model;
 - a path to an `.npz` in the `keras.datasets` layout (`x_train`, `y_train`, `x_test`, `y_test`);
 - `"digits"`: scikit-learn's bundled 8x8 digits (no download; needs scikit-learn);
 - any other string: a TFDS name such as `"mnist"` or `"cifar10"` (downloads on first use).
@@ -39,6 +43,9 @@ class DataSplits:
         class_names: one name per class.
         scale: inputs are `raw * scale` (e.g. 1/255 for uint8 images).
         name: where the data came from.
+        validation: batched `tf.data.Dataset` carved from the training data (seeded,
+            disjoint from `train`), or None when the source has none.
+        validation_size: its number of examples.
         train_size: number of training examples (None when the source does not say).
         test_size: number of test examples (None when the source does not say).
     """
@@ -52,6 +59,8 @@ class DataSplits:
     name: str
     train_size: int | None
     test_size: int | None
+    validation: tf.data.Dataset | None = None
+    validation_size: int | None = None
 
     def test_arrays(self, limit=None):
         """The test split as numpy `(x, y)` arrays (at most `limit` examples)."""
@@ -260,6 +269,145 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
     )
 
 
+IMAGE_FORMATS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _first_image(folder):
+    for root, _, files in sorted(os.walk(folder)):
+        for f in sorted(files):
+            if f.lower().endswith(IMAGE_FORMATS):
+                return os.path.join(root, f)
+    raise ValueError(
+        f"Invalid value for argument `source`: no image files ({', '.join(IMAGE_FORMATS)}) "
+        f"under {folder!r}. Expected a folder of class folders of images."
+    )
+
+
+def _has_class_folders(folder):
+    return os.path.isdir(folder) and any(
+        os.path.isdir(os.path.join(folder, d)) for d in os.listdir(folder)
+    )
+
+
+def _read_image_folder(folder, image_size, num_channels):
+    """All images of a folder of class folders, in sorted file order, unbatched."""
+    import keras
+
+    color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[num_channels]
+    ds = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred", label_mode="int", color_mode=color_mode,
+        batch_size=None, image_size=image_size, shuffle=False, verbose=False,
+    )
+    return ds, list(ds.class_names), len(ds.file_paths)
+
+
+def _subset(ds, mask):
+    """The elements of `ds` whose index has `mask[index]` True (order kept)."""
+    table = tf.constant(mask)
+    return ds.enumerate().filter(lambda i, _: table[i]).map(lambda _, xy: xy)
+
+
+def _carve(n, fraction, seed, argument):
+    """A seeded boolean mask selecting `round(n * fraction)` of `n` examples."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a fraction in [0, 1). "
+            f"Received: {argument}={fraction!r}"
+        )
+    chosen = np.random.default_rng(seed).permutation(n)[: int(round(n * fraction))]
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return mask
+
+
+def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_split=0.1,
+                   image_size=None, cache=True):
+    """Images in class folders as `DataSplits` of raw pixels (float32 in [0, 255]).
+
+    Reads with `keras.utils.image_dataset_from_directory` (class names are the folder names,
+    in alphabetical order; labels are integers). `path` holds either `train/` and `test/`
+    folders of class folders, or class folders directly; then `test_split` of the images
+    (seeded) become the test split. `validation_split` of the training images (seeded,
+    disjoint) become `DataSplits.validation`, for choosing hyperparameters; the test split
+    is for the final score only.
+
+    Images are decoded once and cached in memory (as uint8 when no resizing is needed).
+    Without `image_size` every image is read at the size of the first one (others are
+    resized to it, bilinearly); the models see raw pixels, so normalisation belongs in the
+    model (see `keras_kd.models.pixel_normalization`).
+
+    Args:
+        path: the folder.
+        batch_size: examples per batch.
+        seed: seed of the validation/test carving and of the shuffling.
+        validation_split: fraction of the training images held out for validation (0: none).
+        test_split: fraction of all images held out for testing, for a folder without
+            `train/` and `test/`.
+        image_size: `(height, width)`, or None for the size of the first image.
+        cache: keep the decoded images in memory.
+
+    Returns:
+        `DataSplits` with `scale=1.0` (raw pixels).
+    """
+    batch_size = checks.positive_int("batch_size", batch_size)
+    path = os.fspath(path)
+    split_folders = all(_has_class_folders(os.path.join(path, d)) for d in ("train", "test"))
+    probe = tf.io.decode_image(tf.io.read_file(_first_image(path)), expand_animations=False)
+    native = tuple(int(d) for d in probe.shape[:2])
+    image_size = native if image_size is None else tuple(int(d) for d in image_size)
+    channels = int(probe.shape[-1])
+    exact = image_size == native  # no resizing: pixels stay integers, cache them as uint8
+
+    if split_folders:
+        train, class_names, n_train = _read_image_folder(
+            os.path.join(path, "train"), image_size, channels)
+        test, test_names, n_test = _read_image_folder(
+            os.path.join(path, "test"), image_size, channels)
+        if test_names != class_names:
+            raise ValueError(
+                f"Invalid image folder {path!r}: train/ and test/ have different class folders. "
+                f"Received: train={class_names}, test={test_names}"
+            )
+    else:
+        everything, class_names, n_all = _read_image_folder(path, image_size, channels)
+        is_test = _carve(n_all, test_split, seed, "test_split")
+        train, test = _subset(everything, ~is_test), _subset(everything, is_test)
+        n_train, n_test = int((~is_test).sum()), int(is_test.sum())
+    is_val = _carve(n_train, validation_split, seed + 1, "validation_split")
+    n_val = int(is_val.sum())
+    validation = _subset(train, is_val) if n_val else None
+    train = _subset(train, ~is_val) if n_val else train
+
+    def stored(x, y):
+        return (tf.cast(x, tf.uint8) if exact else x), tf.cast(y, tf.int64)
+
+    def model_ready(x, y):
+        return tf.cast(x, tf.float32), y
+
+    def pipeline(ds, training, size):
+        ds = ds.map(stored, num_parallel_calls=AUTOTUNE)
+        if cache:
+            ds = ds.cache()
+        if training:
+            ds = ds.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).map(model_ready, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+    n_train -= n_val
+    return DataSplits(
+        train=pipeline(train, True, n_train),
+        test=pipeline(test, False, n_test),
+        validation=pipeline(validation, False, n_val) if n_val else None,
+        num_classes=len(class_names),
+        input_shape=(*image_size, channels),
+        class_names=class_names,
+        scale=1.0,
+        name=path,
+        train_size=n_train,
+        test_size=n_test,
+        validation_size=n_val or None,
+    )
+
+
 def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
     """Loads `source` as batched, prefetched `DataSplits` (see the module docstring).
 
@@ -291,6 +439,8 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
             f"y_test)), an .npz path, 'digits' or a TFDS name. Received: source={source!r}"
         )
     source = os.fspath(source)
+    if os.path.isdir(source):
+        return from_directory(source, batch_size=batch_size, seed=seed)
     if source.endswith(".npz") or os.path.exists(source):
         return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source)
     if source == "digits":
