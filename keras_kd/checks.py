@@ -48,3 +48,13 @@ def positive_int(argument, value, allow_none=False):
             f"{' or None' if allow_none else ''}. Received: {argument}={value!r}"
         )
     return int(value)
+
+
+def non_negative_int(argument, value):
+    """Returns `value` as an int if it is an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected an integer >= 0. "
+            f"Received: {argument}={value!r}"
+        )
+    return int(value)

@@ -4,14 +4,17 @@ import numbers
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_kd import augment as augment_lib
 from keras_kd import checks
 from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
 from keras_kd.teachers import TeacherEnsemble
+from keras_kd.teachers import split_batch
 from keras_kd.teachers import split_cached
 
 AUTO_STEPS_PER_EXECUTION = 64
@@ -43,6 +46,14 @@ def _check_logits_model(model, argument):
             "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
             "`classifier_activation=None` for keras.applications models)."
         )
+
+
+def _output_width(model):
+    """The number of logits of a built Functional model (or an ensemble of them), else None."""
+    members = getattr(model, "teachers", [model])
+    outputs = [getattr(m, "outputs", None) for m in members]
+    widths = {o[0].shape[-1] for o in outputs if o}
+    return widths.pop() if len(widths) == 1 else None
 
 
 def _check_alpha(alpha):
@@ -93,6 +104,14 @@ class Distiller(keras.Model):
         student: the `keras.Model` to train; it must output logits (no softmax).
         teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
             equal-weight `TeacherEnsemble` of their logits).
+        augment: Keras image augmentation layers (`RandomFlip`, `RandomTranslation`,
+            `RandomCrop`, ..., `MixUp`, `CutMix`; a list, a `keras.Sequential` or a
+            `keras_kd.augment.Augmentation`) applied in `train_step` once per batch; teacher
+            and student see the same augmented tensor (Beyer et al. 2022). Batch `k` of a run
+            is augmented with the seed `(augment_seed, k)`. With MixUp/CutMix the hard-label
+            loss uses the mixed labels. Not applied in `evaluate`/`predict`.
+        augment_seed: integer seed of the augmentation; `None` draws one (reproducible after
+            `keras.utils.set_random_seed`).
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -109,7 +128,7 @@ class Distiller(keras.Model):
     ```
     """
 
-    def __init__(self, student, teacher, **kwargs):
+    def __init__(self, student, teacher, augment=None, augment_seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
@@ -125,6 +144,12 @@ class Distiller(keras.Model):
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
+        self.augment = augment_lib.get(augment)
+        if self.augment is not None and self.augment.num_classes is None:
+            self.augment.num_classes = _output_width(student) or _output_width(teacher)
+        if augment_seed is None:
+            augment_seed = int(np.random.randint(0, 2**31 - 1))
+        self.augment_seed = checks.non_negative_int("augment_seed", augment_seed)
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.alpha = DEFAULT_ALPHA
@@ -325,9 +350,32 @@ class Distiller(keras.Model):
             return x, ops.cast(cached, "float32")
         return x, self.teacher_logits(x)
 
+    def _augmented(self, x, y):
+        """The augmented view of a training batch, its labels and the teacher's outputs."""
+        x, cached, view_seed = split_batch(x)
+        if self.augment is None:
+            if view_seed is not None:
+                raise ValueError(
+                    "The batches carry augmentation seeds (replayed views) but the Distiller "
+                    "has no `augment`: pass the augmentation the views were made with."
+                )
+        else:
+            if cached is not None and view_seed is None:
+                raise ValueError(
+                    "Cached teacher logits with `augment`: the logits belong to the unaugmented "
+                    "inputs, not to the view the student would see. Cache augmented views "
+                    "(`keras_kd.teachers.cache_views`) or drop `augment`."
+                )
+            seed = view_seed if view_seed is not None else augment_lib.step_seed(
+                self.augment_seed, self.optimizer.iterations)
+            x, y = self.augment(x, y, seed=ops.reshape(seed, (-1,))[:2])
+        teacher_logits = (ops.cast(cached, "float32") if cached is not None
+                          else self.teacher_logits(x))
+        return x, y, teacher_logits
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, teacher_logits = self._inputs_and_teacher_logits(x)
+        x, y, teacher_logits = self._augmented(x, y)
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
@@ -365,6 +413,9 @@ class Distiller(keras.Model):
         config.update(
             student=keras.saving.serialize_keras_object(self.student),
             teacher=keras.saving.serialize_keras_object(self.teacher),
+            augment=None if self.augment is None else keras.saving.serialize_keras_object(
+                self.augment),
+            augment_seed=self.augment_seed,
         )
         return config
 
@@ -373,4 +424,6 @@ class Distiller(keras.Model):
         config = dict(config)
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        if config.get("augment") is not None:
+            config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
         return cls(**config)

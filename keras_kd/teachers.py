@@ -71,13 +71,21 @@ class TeacherEnsemble(keras.Model):
 
 TEACHER_LOGITS = "teacher_logits"
 INPUTS = "inputs"
+VIEW_SEED = "view_seed"
 
 
 def split_cached(x):
     """`(inputs, teacher_logits or None)` from a batch that may carry cached teacher logits."""
-    if isinstance(x, dict) and TEACHER_LOGITS in x:
-        return x[INPUTS], x[TEACHER_LOGITS]
-    return x, None
+    inputs, logits, _ = split_batch(x)
+    return inputs, logits
+
+
+def split_batch(x):
+    """`(inputs, teacher_logits or None, view_seed or None)` of a batch: cached teacher
+    logits, and the seed of the augmented view they were computed on (replayed views)."""
+    if isinstance(x, dict) and INPUTS in x and (TEACHER_LOGITS in x or VIEW_SEED in x):
+        return x[INPUTS], x.get(TEACHER_LOGITS), x.get(VIEW_SEED)
+    return x, None, None
 
 
 def _first_batch(dataset):
