@@ -11,8 +11,12 @@ from keras import ops
 from keras_kd import augment as augment_lib
 from keras_kd import checks
 from keras_kd import distribute
+from keras_kd import features
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
+from keras_kd import terms as terms_lib
+from keras_kd.objective import EpochHook
+from keras_kd.objective import Objective
 from keras_kd.teachers import TeacherEnsemble
 from keras_kd.teachers import split_batch
 from keras_kd.teachers import split_cached
@@ -82,7 +86,13 @@ class Distiller(keras.Model):
 
         loss = alpha * hard + (1 - alpha) * distillation
 
-    where `hard = student_loss_fn(y, student_logits)` and by default
+    or, with `terms` (`keras_kd.terms`: KD, DKD, FitNets hints, attention transfer),
+
+        loss = alpha * hard + sum_i weight_i * term_i
+
+    where a term whose weight is `None` (as `terms.Logits()`'s default) weighs `1 - alpha`,
+    so `terms=[terms.Logits()]` is the classic objective, logged as `kd_loss` instead of
+    `distillation_loss`. Each term's value is logged under its name. And `hard = student_loss_fn(y, student_logits)` and by default
     `distillation = T**2 * KL(softmax(teacher_logits / T) || softmax(student_logits / T))`.
     Each term is a mean over the global batch, weighted by `sample_weight` when given
     (`sum(w * l) / batch_size`, Keras' "sum_over_batch_size"), and stays so under any
@@ -104,6 +114,13 @@ class Distiller(keras.Model):
         student: the `keras.Model` to train; it must output logits (no softmax).
         teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
             equal-weight `TeacherEnsemble` of their logits).
+        terms: a list of `keras_kd.terms.Term`s (distinct names). `None` (default): one KD
+            term named `distillation_loss`, configured by `compile(distillation_loss_fn=...,
+            temperature=...)`. Terms that read named layers need Functional or Sequential
+            models; each model still runs once per step (`keras_kd.features.view`).
+        teacher_preprocessing: a Keras layer or function applied to the (augmented) batch
+            before the teacher only, e.g. a resize or a `keras.applications` model's
+            `preprocess_input`, for a teacher that expects other inputs than the student.
         augment: Keras image augmentation layers (`RandomFlip`, `RandomTranslation`,
             `RandomCrop`, ..., `MixUp`, `CutMix`; a list, a `keras.Sequential` or a
             `keras_kd.augment.Augmentation`) applied in `train_step` once per batch; teacher
@@ -128,7 +145,8 @@ class Distiller(keras.Model):
     ```
     """
 
-    def __init__(self, student, teacher, augment=None, augment_seed=None, **kwargs):
+    def __init__(self, student, teacher, terms=None, teacher_preprocessing=None, augment=None,
+                 augment_seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
@@ -151,11 +169,17 @@ class Distiller(keras.Model):
             augment_seed = int(np.random.randint(0, 2**31 - 1))
         self.augment_seed = checks.non_negative_int("augment_seed", augment_seed)
         self.hard_loss_tracker = keras.metrics.Mean(name="hard_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.alpha = DEFAULT_ALPHA
         self.temperature = DEFAULT_TEMPERATURE
         self.student_loss_fn = None
         self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
+        self.has_terms = terms is not None
+        if terms is None:
+            terms = [terms_lib.Logits(self.distillation_loss_fn, name="distillation_loss")]
+        self.objective = Objective(terms, alpha=self.alpha)
+        self._views = self.objective.connect(teacher, student)
+        self.term_trackers = [keras.metrics.Mean(name=name) for name in self.objective.names]
+        self.teacher_preprocessing = teacher_preprocessing
         if student.built:
             self.built = True
 
@@ -231,6 +255,12 @@ class Distiller(keras.Model):
             )
         # None: sparse or categorical cross-entropy, chosen from the labels' shape at trace time
         self.student_loss_fn = checks.loss("student_loss_fn", student_loss_fn, _STUDENT_LOSSES)
+        if self.has_terms and distillation_loss_fn is not None:
+            raise ValueError(
+                "The Distiller has `terms`: pass the logits loss as a term "
+                "(`keras_kd.terms.Logits(loss)`), not as `distillation_loss_fn`. Received: "
+                f"distillation_loss_fn={distillation_loss_fn!r}"
+            )
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
@@ -243,6 +273,9 @@ class Distiller(keras.Model):
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
         self.temperature = temperature
         self.distillation_loss_fn = distillation_loss_fn
+        if not self.has_terms:
+            self.objective.terms[0].set_loss(distillation_loss_fn)
+        self.objective.configure(self.alpha, temperature or DEFAULT_TEMPERATURE)
         super().compile(
             optimizer=optimizer,
             metrics=metrics,
@@ -256,7 +289,7 @@ class Distiller(keras.Model):
             optimizer=self.optimizer,
             metrics=metrics,
             student_loss_fn=student_loss_fn,
-            distillation_loss_fn=distillation_loss_fn,
+            distillation_loss_fn=None if self.has_terms else distillation_loss_fn,
             alpha=self.alpha,
             temperature=temperature,
             weighted_metrics=weighted_metrics,
@@ -273,11 +306,20 @@ class Distiller(keras.Model):
     def compile_from_config(self, config):
         self.compile(**{k: keras.saving.deserialize_keras_object(v) for k, v in config.items()})
         if self.built:
-            self.optimizer.build(self.student.trainable_variables)
+            self.optimizer.build(self.trained_variables)
 
     def call(self, inputs, training=False):
         inputs, _ = split_cached(inputs)
         return self.student(inputs, training=training)
+
+    @property
+    def trained_variables(self):
+        """The variables the optimizer trains: the student's and the terms' adapters'."""
+        return self.student.trainable_variables + self.objective.trainable_variables
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        callbacks = [*(callbacks or []), EpochHook(self.objective)]  # term warm-ups
+        return super().fit(*args, callbacks=callbacks, **kwargs)
 
     # ----------------------------------------------------------------- losses
     def _hard_losses(self, y, student_logits):
@@ -299,7 +341,9 @@ class Distiller(keras.Model):
     def compute_distillation_losses(self, y, teacher_logits, student_logits, sample_weight=None):
         """Returns `(loss_for_gradient, logs)` for one (per-replica) batch.
 
-        `logs` holds the local means of `loss`, `hard_loss` and `distillation_loss` and the
+        `teacher_logits` and `student_logits` are the models' logits, or dicts of them
+        (under `"logits"`) and of the layers the terms read. `logs` holds the local means
+        of `loss`, `hard_loss` and each term (`distillation_loss` without `terms`) and the
         local example count; `loss_for_gradient` is this replica's share of the global-batch
         mean (plus the student's regularisation losses), ready for `tape.gradient`.
         """
@@ -313,42 +357,55 @@ class Distiller(keras.Model):
 
     def _local_losses(self, y, teacher_logits, student_logits, sample_weight):
         """`(weighted loss sum, regularisation, logs)` of this replica's batch, no collective."""
-        student_logits = ops.cast(student_logits, "float32")  # losses in float32 under mixed precision
+        teacher = features.as_outputs(teacher_logits)  # losses in float32 under mixed precision
+        student = features.as_outputs(student_logits)
+        student_logits = student[features.LOGITS]
         hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
-        soft = reduction.per_example(
-            _unreduced(self.distillation_loss_fn, teacher_logits, student_logits),
-            "distillation_loss_fn",
-        )
         hard_sum = reduction.weighted_sum(hard, sample_weight)
-        soft_sum = reduction.weighted_sum(soft, sample_weight)
-        total_sum = self.alpha * hard_sum + (1.0 - self.alpha) * soft_sum
+        total_sum, term_sums = self.objective.weighted_sums(
+            hard_sum, teacher, student, y, sample_weight)
         local_n = ops.cast(ops.shape(student_logits)[0], "float32")
         regularization = ops.cast(sum(self.student.losses), "float32") if self.student.losses else 0.0
         logs = {
             "loss": ops.divide_no_nan(total_sum, local_n) + regularization,
             "hard_loss": ops.divide_no_nan(hard_sum, local_n),
-            "distillation_loss": ops.divide_no_nan(soft_sum, local_n),
+            **{name: ops.divide_no_nan(value, local_n) for name, value in term_sums.items()},
             "count": local_n,
         }
         return total_sum, regularization, logs
 
     def teacher_logits(self, x):
         """The teacher's outputs for `x`, in inference mode and without gradient."""
-        return ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+        return self.teacher_outputs(x)[features.LOGITS]
+
+    def teacher_outputs(self, x):
+        """`{"logits": ..., layer: ...}` of the teacher (after `teacher_preprocessing`) for
+        `x`: inference mode, float32, no gradient."""
+        if self.teacher_preprocessing is not None:
+            x = self.teacher_preprocessing(x)
+        outputs = features.outputs_of(self._views.teacher, x, training=False)
+        return {k: ops.stop_gradient(v) for k, v in outputs.items()}
+
+    def _cached_outputs(self, cached):
+        if self.objective.reads_teacher_layers:
+            raise ValueError(
+                "Cached teacher logits cannot feed terms that read teacher layers "
+                f"({self.objective.names}): train with the live teacher."
+            )
+        return {features.LOGITS: ops.cast(cached, "float32")}
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
         self._loss_tracker.update_state(logs["loss"], sample_weight=logs["count"])
         self.hard_loss_tracker.update_state(logs["hard_loss"], sample_weight=logs["count"])
-        self.distillation_loss_tracker.update_state(
-            logs["distillation_loss"], sample_weight=logs["count"]
-        )
+        for tracker in self.term_trackers:
+            tracker.update_state(logs[tracker.name], sample_weight=logs["count"])
 
     def _inputs_and_teacher_logits(self, x):
         x, cached = split_cached(x)  # batches from `keras_kd.teachers.cache_logits`
         if cached is not None:
-            return x, ops.cast(cached, "float32")
-        return x, self.teacher_logits(x)
+            return x, self._cached_outputs(cached)
+        return x, self.teacher_outputs(x)
 
     def _augmented(self, x, y):
         """The augmented view of a training batch, its labels and the teacher's outputs."""
@@ -369,32 +426,29 @@ class Distiller(keras.Model):
             seed = view_seed if view_seed is not None else augment_lib.step_seed(
                 self.augment_seed, self.optimizer.iterations)
             x, y = self.augment(x, y, seed=ops.reshape(seed, (-1,))[:2])
-        teacher_logits = (ops.cast(cached, "float32") if cached is not None
-                          else self.teacher_logits(x))
-        return x, y, teacher_logits
+        teacher = self._cached_outputs(cached) if cached is not None else self.teacher_outputs(x)
+        return x, y, teacher
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, y, teacher_logits = self._augmented(x, y)
-        variables = self.student.trainable_variables
+        x, y, teacher = self._augmented(x, y)
+        variables = self.trained_variables
         with tf.GradientTape() as tape:
-            student_logits = self.student(x, training=True)
-            loss, logs = self.compute_distillation_losses(
-                y, teacher_logits, student_logits, sample_weight
-            )
+            student = features.outputs_of(self._views.student, x, training=True)
+            loss, logs = self.compute_distillation_losses(y, teacher, student, sample_weight)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_trackers(logs)
-        return self._step_logs(x, y, student_logits, sample_weight)
+        return self._step_logs(x, y, student[features.LOGITS], sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, teacher_logits = self._inputs_and_teacher_logits(x)
-        student_logits = self.student(x, training=False)
-        _, _, logs = self._local_losses(y, teacher_logits, student_logits, sample_weight)
+        x, teacher = self._inputs_and_teacher_logits(x)
+        student = features.outputs_of(self._views.student, x, training=False)
+        _, _, logs = self._local_losses(y, teacher, student, sample_weight)
         self._update_trackers(logs)
-        return self._step_logs(x, y, student_logits, sample_weight)
+        return self._step_logs(x, y, student[features.LOGITS], sample_weight)
 
     def _step_logs(self, x, y, student_logits, sample_weight):
         logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
@@ -413,6 +467,10 @@ class Distiller(keras.Model):
         config.update(
             student=keras.saving.serialize_keras_object(self.student),
             teacher=keras.saving.serialize_keras_object(self.teacher),
+            terms=[keras.saving.serialize_keras_object(t) for t in self.objective.terms]
+            if self.has_terms else None,
+            teacher_preprocessing=None if self.teacher_preprocessing is None
+            else keras.saving.serialize_keras_object(self.teacher_preprocessing),
             augment=None if self.augment is None else keras.saving.serialize_keras_object(
                 self.augment),
             augment_seed=self.augment_seed,
@@ -424,6 +482,9 @@ class Distiller(keras.Model):
         config = dict(config)
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        for key in ("terms", "teacher_preprocessing"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         if config.get("augment") is not None:
             config["augment"] = keras.saving.deserialize_keras_object(config["augment"])
         return cls(**config)

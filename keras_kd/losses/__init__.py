@@ -1,6 +1,7 @@
 """Distillation losses: `keras.losses.Loss` subclasses on teacher and student logits."""
 
 from keras_kd import checks
+from keras_kd.losses.dkd import DecoupledKD
 from keras_kd.losses.logits import KLDivergence
 from keras_kd.losses.logits import LogitsMSE
 from keras_kd.losses.logits import SoftTargetCrossEntropy
@@ -12,6 +13,8 @@ _REGISTRY = {
     "soft_target_crossentropy": SoftTargetCrossEntropy,
     "logits_mse": LogitsMSE,
     "mse": LogitsMSE,
+    "dkd": DecoupledKD,
+    "decoupled_kd": DecoupledKD,
 }
 
 
@@ -26,4 +29,4 @@ def get(identifier):
     return checks.loss("distillation_loss_fn", identifier, _REGISTRY, default=KLDivergence)
 
 
-__all__ = ["KLDivergence", "LogitsMSE", "SoftTargetCrossEntropy", "TemperatureLoss", "get"]
+__all__ = ["DecoupledKD", "KLDivergence", "LogitsMSE", "SoftTargetCrossEntropy", "TemperatureLoss", "get"]
