@@ -41,11 +41,11 @@ def view(model, layer_names, argument="student"):
     layer_names = list(dict.fromkeys(layer_names))
     if not layer_names:
         return model
-    try:
-        inputs, output = model.inputs, model.output
+    try:  # Sequential models have `inputs`/`outputs` (not `input`/`output`) until called
+        inputs, model_outputs = model.inputs, model.outputs
     except (AttributeError, ValueError):
-        inputs = output = None
-    if not inputs or output is None or not isinstance(output, keras.KerasTensor):
+        inputs = model_outputs = None
+    if not inputs or not model_outputs or len(model_outputs) != 1:
         kind = "not built" if not model.built else "a subclassed model"
         raise ValueError(
             f"Invalid value for argument `{argument}`: feature terms read named layers, which "
@@ -55,7 +55,7 @@ def view(model, layer_names, argument="student"):
             "or use only logits terms (e.g. `keras_kd.terms.Logits()`)."
         )
     available = _layer_names(model)
-    outputs = {LOGITS: output}
+    outputs = {LOGITS: model_outputs[0]}
     for name in layer_names:
         if name not in available:
             raise ValueError(
@@ -63,6 +63,7 @@ def view(model, layer_names, argument="student"):
                 f"'{name}'. Available layers: {available}"
             )
         outputs[name] = model.get_layer(name).output
+    inputs = inputs[0] if len(inputs) == 1 else inputs
     return keras.Model(inputs, outputs, name=f"{model.name}_features")
 
 
@@ -81,7 +82,7 @@ def outputs_of(model_view, x, training):
 def feature_shape(model, layer_name):
     """The output shape of a named layer of a Functional/Sequential model (batch first)."""
     if layer_name == LOGITS:
-        return tuple(model.output.shape)
+        return tuple(model.outputs[0].shape)
     return tuple(model.get_layer(layer_name).output.shape)
 
 
