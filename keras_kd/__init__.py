@@ -11,13 +11,20 @@ from keras_kd import callbacks
 from keras_kd import data
 from keras_kd import distribute
 from keras_kd import export
+from keras_kd import features
 from keras_kd import losses
 from keras_kd import models
 from keras_kd import precision
+from keras_kd import rounds
+from keras_kd import schedules
+from keras_kd import search
+from keras_kd import terms
+from keras_kd import transfer
 from keras_kd.distiller import Distiller
 from keras_kd.teachers import TeacherEnsemble
 
 __all__ = [
-    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "losses",
-    "models", "precision", "__version__",
+    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "features",
+    "losses", "models", "precision", "rounds", "schedules", "search", "terms", "transfer",
+    "__version__",
 ]
