@@ -6,6 +6,7 @@ students of *decreasing* size. Both are `distill_rounds` with a list of student 
 """
 
 import time
+import types
 
 from keras_kd import workflows
 from keras_kd.distiller import Distiller
@@ -59,16 +60,11 @@ def distill_rounds(teacher, students, train, *, epochs, compile_kwargs=None,
         if "val_accuracy" in history:
             row["val_accuracy"] = float(history["val_accuracy"][-1])
         if test is not None:
-            row["test_accuracy"] = workflows.accuracy(student, _Test(test))
+            row["test_accuracy"] = workflows.accuracy(student, types.SimpleNamespace(test=test))
         rows.append(row)
         trained.append(student)
         teacher = student
     return trained, rows
-
-
-class _Test:
-    def __init__(self, test):
-        self.test = test
 
 
 def format_rounds(rows):
