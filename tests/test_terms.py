@@ -12,6 +12,7 @@ from helpers import C, CallCounter, clone, kl_np, sparse_ce_np
 
 import keras_kd as kd
 from keras_kd import features, terms
+from keras_kd import objective as _objective  # noqa: F401  (kd.objective)
 
 RNG = np.random.default_rng(11)
 N = 16
@@ -308,3 +309,10 @@ def test_distiller_with_terms_saves_and_loads(tmp_path):
     b = restored.evaluate(XI, YI, verbose=0, return_dict=True)
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+
+
+def test_objective_round_trip_keeps_terms_and_alpha():
+    objective = kd.objective.Objective([terms.Logits(), terms.Hint("a", "b", weight=2.0)], alpha=0.25)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(objective))
+    assert restored.names == ["kd_loss", "hint_loss"] and float(restored.alpha.numpy()) == 0.25
+    assert restored.terms[1].get_config() == objective.terms[1].get_config()
