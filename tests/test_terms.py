@@ -316,3 +316,28 @@ def test_objective_round_trip_keeps_terms_and_alpha():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(objective))
     assert restored.names == ["kd_loss", "hint_loss"] and float(restored.alpha.numpy()) == 0.25
     assert restored.terms[1].get_config() == objective.terms[1].get_config()
+
+
+def test_terms_under_mirrored_strategy_equal_one_device():
+    teacher, student = conv_teacher(), conv_student()
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"),
+                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            t, s = conv_teacher(), conv_student()
+            t.set_weights(teacher.get_weights())
+            s.set_weights(student.get_weights())
+            hint = terms.Hint("t2", "s2", weight=0.5)
+            distiller = kd.Distiller(s, t, terms=[
+                terms.Logits(), hint, terms.AttentionTransfer(("t1", "s1"), weight=10.0)])
+            if results:  # same adapter initial weights as the one-device run
+                hint.adapter.set_weights(results[0][2])
+            hint_init = hint.adapter.get_weights()
+            distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
+        history = distiller.fit(XI, YI, batch_size=8, epochs=2, shuffle=False, verbose=0).history
+        results.append((history, s.get_weights() + hint.adapter.get_weights(), hint_init))
+    (single, single_w, _), (multi, multi_w, _) = results
+    for key in ("loss", "hard_loss", "kd_loss", "hint_loss", "at_loss"):
+        np.testing.assert_allclose(multi[key], single[key], rtol=1e-5, err_msg=key)
+    for a, b in zip(single_w, multi_w):
+        np.testing.assert_allclose(a, b, atol=1e-5)
