@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from keras_kd import Distiller, TeacherEnsemble, atomic, data, models, search, terms  # noqa: E402
+from keras_kd import ensemble as ensemble_lib  # noqa: E402
 from keras_kd import transfer, workflows  # noqa: E402
 
 METHODS = ("scratch", "kd", "dkd", "hints+kd", "at+kd", "ensemble", "teacher-init", "search")
@@ -81,8 +82,11 @@ def method_setup(args, student, teacher):
         members = [teacher] + [keras.saving.load_model(p) for p in args.teachers]
         if len(members) < 2:
             raise SystemExit("--method ensemble needs --teachers (one or more other teachers)")
+        taus = args.teacher_temperatures or [1.0] * len(members)
+        members = [ensemble_lib.with_temperature(m, tau) for m, tau in zip(members, taus)]
         ensemble = TeacherEnsemble(members, weights=args.teacher_weights, mode="probabilities")
-        return ensemble, None, kd, {"teachers": [args.teacher, *args.teachers]}
+        return ensemble, None, kd, {"teachers": [args.teacher, *args.teachers],
+                                    "teacher_temperatures": taus}
     if args.method == "teacher-init":
         report = transfer.init_from_teacher(student, teacher,
                                             mapping=INIT_MAPPING.get(student.name))
@@ -168,6 +172,8 @@ def main():
     p.add_argument("--teacher", default="runs/cifar10/teacher.keras")
     p.add_argument("--teachers", nargs="*", default=[], help="other teachers, for --method ensemble")
     p.add_argument("--teacher-weights", nargs="*", type=float, default=None)
+    p.add_argument("--teacher-temperatures", nargs="*", type=float, default=None,
+                   help="per-teacher temperature (relative to --temperature), for ensemble")
     p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10"))
     p.add_argument("--method", choices=METHODS, default="kd")
     p.add_argument("--student", choices=("cnn-small", "mobile-small"), default="cnn-small")

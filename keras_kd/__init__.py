@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from keras_kd import callbacks
 from keras_kd import data
 from keras_kd import distribute
+from keras_kd import ensemble
 from keras_kd import export
 from keras_kd import features
 from keras_kd import losses
@@ -24,7 +25,7 @@ from keras_kd.distiller import Distiller
 from keras_kd.teachers import TeacherEnsemble
 
 __all__ = [
-    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "features",
-    "losses", "models", "precision", "rounds", "schedules", "search", "terms", "transfer",
-    "__version__",
+    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "ensemble", "export",
+    "features", "losses", "models", "precision", "rounds", "schedules", "search", "terms",
+    "transfer", "__version__",
 ]

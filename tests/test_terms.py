@@ -11,8 +11,7 @@ import tensorflow as tf
 from helpers import C, CallCounter, clone, kl_np, sparse_ce_np
 
 import keras_kd as kd
-from keras_kd import features, terms
-from keras_kd import objective as _objective  # noqa: F401  (kd.objective)
+from keras_kd import features, objective, terms
 
 RNG = np.random.default_rng(11)
 N = 16
@@ -312,10 +311,10 @@ def test_distiller_with_terms_saves_and_loads(tmp_path):
 
 
 def test_objective_round_trip_keeps_terms_and_alpha():
-    objective = kd.objective.Objective([terms.Logits(), terms.Hint("a", "b", weight=2.0)], alpha=0.25)
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(objective))
+    obj = objective.Objective([terms.Logits(), terms.Hint("a", "b", weight=2.0)], alpha=0.25)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
     assert restored.names == ["kd_loss", "hint_loss"] and float(restored.alpha.numpy()) == 0.25
-    assert restored.terms[1].get_config() == objective.terms[1].get_config()
+    assert restored.terms[1].get_config() == obj.terms[1].get_config()
 
 
 def test_terms_under_mirrored_strategy_equal_one_device():
@@ -341,3 +340,17 @@ def test_terms_under_mirrored_strategy_equal_one_device():
         np.testing.assert_allclose(multi[key], single[key], rtol=1e-5, err_msg=key)
     for a, b in zip(single_w, multi_w):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_per_member_temperature_divides_that_members_logits():
+    a, b = conv_teacher(), conv_teacher()
+    za, zb = a(XI).numpy(), b(XI).numpy()
+    ensemble = kd.TeacherEnsemble([kd.ensemble.with_temperature(a, 2.0), b], weights=[3, 1])
+    np.testing.assert_allclose(ensemble(XI), 0.75 * za / 2.0 + 0.25 * zb, rtol=1e-5, atol=1e-6)
+    assert kd.ensemble.with_temperature(a, 1.0) is a
+    assert ensemble.teachers[0].count_params() == a.count_params()  # no new weights
+    distiller = kd.Distiller(conv_student(), ensemble)
+    distiller.compile(optimizer="sgd")
+    distiller.fit(XI, YI, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"argument `temperature`"):
+        kd.ensemble.with_temperature(a, 0.0)
