@@ -320,8 +320,11 @@ def test_objective_round_trip_keeps_terms_and_alpha():
 def test_terms_under_mirrored_strategy_equal_one_device():
     teacher, student = conv_teacher(), conv_student()
     results = []
-    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"),
-                     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    # ReductionToOneDevice: no collective ops, whose instance keys TensorFlow caches per
+    # process (another test's MirroredStrategy with other shapes would collide with them).
+    mirrored = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), mirrored):
         with strategy.scope():
             t, s = conv_teacher(), conv_student()
             t.set_weights(teacher.get_weights())
