@@ -92,7 +92,8 @@ class Distiller(keras.Model):
 
     where a term whose weight is `None` (as `terms.Logits()`'s default) weighs `1 - alpha`,
     so `terms=[terms.Logits()]` is the classic objective, logged as `kd_loss` instead of
-    `distillation_loss`. Each term's value is logged under its name. And `hard = student_loss_fn(y, student_logits)` and by default
+    `distillation_loss`; each term's value is logged under its name (see `keras_kd.terms`).
+    `hard = student_loss_fn(y, student_logits)` and by default
     `distillation = T**2 * KL(softmax(teacher_logits / T) || softmax(student_logits / T))`.
     Each term is a mean over the global batch, weighted by `sample_weight` when given
     (`sum(w * l) / batch_size`, Keras' "sum_over_batch_size"), and stays so under any
