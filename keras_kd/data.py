@@ -385,6 +385,8 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         return tf.cast(x, tf.float32), y
 
     def pipeline(ds, training, size):
+        # known length (filtering hides it): Keras then shows progress and steps per epoch
+        ds = ds.apply(tf.data.experimental.assert_cardinality(size))
         ds = ds.map(stored, num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()

@@ -48,6 +48,18 @@ def _check_logits_model(model, argument):
         )
 
 
+def _steps_per_execution_for(steps_per_epoch, current):
+    """The largest divisor of `steps_per_epoch` that is <= `AUTO_STEPS_PER_EXECUTION`.
+
+    Keras 3.15's multi-step loop runs whole executions when `fit` gets `steps_per_epoch` on a
+    repeated dataset: steps_per_execution=64 with steps_per_epoch=3 runs 64 steps an epoch
+    (tests/test_views.py). A divisor keeps every epoch exact."""
+    if current == 1:
+        return 1
+    steps = int(steps_per_epoch)
+    return max(d for d in range(1, min(steps, AUTO_STEPS_PER_EXECUTION) + 1) if steps % d == 0)
+
+
 def _output_width(model):
     """The number of logits of a built Functional model (or an ensemble of them), else None."""
     members = getattr(model, "teachers", [model])
@@ -213,6 +225,7 @@ class Distiller(keras.Model):
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
         distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        self._auto_steps_per_execution = steps_per_execution == "auto"
         if steps_per_execution == "auto":
             steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
         elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
@@ -274,6 +287,18 @@ class Distiller(keras.Model):
         self.compile(**{k: keras.saving.deserialize_keras_object(v) for k, v in config.items()})
         if self.built:
             self.optimizer.build(self.student.trainable_variables)
+
+    def fit(self, *args, steps_per_epoch=None, **kwargs):
+        """As `keras.Model.fit`. With `steps_per_epoch` and `steps_per_execution="auto"`, the
+        steps per execution become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15
+        otherwise runs whole executions on repeated datasets (64 steps for
+        `steps_per_epoch=3`); see `_steps_per_execution_for`."""
+        if steps_per_epoch and getattr(self, "_auto_steps_per_execution", False):
+            wanted = _steps_per_execution_for(steps_per_epoch, self.steps_per_execution)
+            if wanted != self.steps_per_execution:
+                self.steps_per_execution = wanted
+                self.train_function = None  # rebuilt with the new count on the next fit
+        return super().fit(*args, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def call(self, inputs, training=False):
         inputs, _ = split_cached(inputs)
