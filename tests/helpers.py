@@ -61,3 +61,16 @@ def kl_np(teacher, student, t):
 def sparse_ce_np(labels, logits):
     logits = np.asarray(logits, "float64")
     return -log_softmax_np(logits)[np.arange(len(labels)), labels]
+
+
+class Spy(keras.Model):
+    """Wraps a model and records every batch it is called on (eager runs only)."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.seen = []
+
+    def call(self, x, training=False):
+        self.seen.append(np.array(x))
+        return self.model(x, training=training)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_kd
+from helpers import Spy
 from keras_kd import views as views_lib
 
 
@@ -25,17 +26,6 @@ def _model(name, seed):
 def _augment():
     return [keras.layers.RandomTranslation(0.25, 0.25, fill_mode="reflect"),
             keras.layers.RandomFlip("horizontal"), keras.layers.MixUp(alpha=0.4)]
-
-
-class _Spy(keras.Model):
-    def __init__(self, model, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.seen = []
-
-    def call(self, x, training=False):
-        self.seen.append(np.array(x))
-        return self.model(x, training=training)
 
 
 def test_stored_logits_are_the_teachers_outputs_on_the_replayed_views():
@@ -63,7 +53,7 @@ def test_distiller_on_replayed_views_sees_the_views_the_teacher_saw():
     teacher = _model("teacher", 1)
     augment = _augment()
     views = views_lib.cache_views(teacher, (x, y), augment, epochs=1, batch_size=16, seed=3)
-    student = _Spy(_model("student", 2))
+    student = Spy(_model("student", 2))
     student(np.zeros((1, 8, 8, 3), "float32"))
     student.seen.clear()
     distiller = keras_kd.Distiller(student, teacher, augment=views.augment)
