@@ -46,6 +46,9 @@ class DataSplits:
         validation: batched `tf.data.Dataset` carved from the training data (seeded,
             disjoint from `train`), or None when the source has none.
         validation_size: its number of examples.
+        train_examples: the training examples unbatched, unshuffled, in a fixed order, as
+            stored (raw uint8 pixels for image folders): the input of
+            `keras_kd.views.cache_views`. None when the source does not provide it.
         train_size: number of training examples (None when the source does not say).
         test_size: number of test examples (None when the source does not say).
     """
@@ -61,6 +64,7 @@ class DataSplits:
     test_size: int | None
     validation: tf.data.Dataset | None = None
     validation_size: int | None = None
+    train_examples: tf.data.Dataset | None = None
 
     def test_arrays(self, limit=None):
         """The test split as numpy `(x, y)` arrays (at most `limit` examples)."""
@@ -395,7 +399,10 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         return ds.batch(batch_size).map(model_ready, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     n_train -= n_val
+    examples = train.apply(tf.data.experimental.assert_cardinality(n_train)).map(
+        stored, num_parallel_calls=AUTOTUNE)
     return DataSplits(
+        train_examples=examples.cache() if cache else examples,
         train=pipeline(train, True, n_train),
         test=pipeline(test, False, n_test),
         validation=pipeline(validation, False, n_val) if n_val else None,
