@@ -115,7 +115,8 @@ class ReplayedViews:
                                  e * self.steps_per_epoch + b]), tf.int32)
 
     def dataset(self, teacher_logits=True, augmented=False, epochs=None):
-        """Batches of the stored views, epoch after epoch, repeated cyclically.
+        """Batches of the stored views, epoch after epoch, repeated cyclically: epoch `k` is
+        stored epoch `k % epochs`, in every mode.
 
         Args:
             teacher_logits: attach the stored logits (`{"inputs", "view_seed",
@@ -143,11 +144,9 @@ class ReplayedViews:
                     tf.float32)
             return features, y
 
-        ds = self._batches(0, stored)
-        if teacher_logits:
-            ds = ds.repeat(None if epochs is None else -(-epochs // stored))
-        else:  # views beyond the stored epochs are new views: their seeds keep counting
-            ds = self._batches(0, epochs if epochs is not None else 2**31 - 1)
+        # every mode replays the same stored epochs cyclically, so a model trained on
+        # `augmented=True` batches sees exactly the views the distilled student sees
+        ds = self._batches(0, stored).repeat(None if epochs is None else -(-epochs // stored))
         if epochs is not None:
             ds = ds.take(epochs * self.steps_per_epoch)
         return ds.map(element, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

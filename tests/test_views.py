@@ -100,3 +100,17 @@ def test_disk_cache_reused_and_stale_cache_refused(tmp_path):
     with pytest.raises(ValueError, match="other data"):
         views_lib.cache_views(teacher, (x[::-1], y[::-1]), _augment(), epochs=1, batch_size=16,
                               dtype="float16", path=path)
+
+
+def test_epochs_past_the_stored_ones_replay_them_cyclically_in_every_mode():
+    x, y = _data()
+    views = views_lib.cache_views(_model("teacher", 1), (x, y), _augment(), epochs=2,
+                                  batch_size=16, seed=3)
+    for kwargs in ({}, {"teacher_logits": False}, {"augmented": True}):
+        batches = list(views.dataset(epochs=5, **kwargs))
+        assert len(batches) == 5 * views.steps_per_epoch
+        flat = [np.concatenate([np.ravel(t) for t in tf.nest.flatten(b)]) for b in batches]
+        for k in range(2, 5):
+            stored = k % 2
+            for b in range(views.steps_per_epoch):
+                np.testing.assert_array_equal(flat[k * 3 + b], flat[stored * 3 + b])
