@@ -66,10 +66,10 @@ def cifar(tmp_path_factory):
     x_calibration, _ = splits.train_arrays(limit=300)
     out = tmp_path_factory.mktemp("export")
     files = {}
-    for mode in ("float32", "int8"):
+    for mode in ("float32", "int8", "int8_io"):
         files[mode] = str(out / f"cifar_{mode}.tflite")
-        export.to_tflite(model, files[mode], quantization=mode, splits=splits,
-                         representative_data=x_calibration)
+        export.to_tflite(model, files[mode], quantization=mode.removesuffix("_io"), splits=splits,
+                         representative_data=x_calibration, int8_io=mode == "int8_io")
     return splits, model, files, (x_test, y_test), test_files
 
 
@@ -130,12 +130,44 @@ def test_in_model_preprocessing_keras_equals_exported_file_on_raw_pixels(cifar):
     assert reports["float32"]["max_abs_diff"] <= 1e-4 * max(1.0, np.abs(keras_logits).max())
     assert reports["float32"]["top1_agreement"] == 1.0
     assert reports["int8"]["top1_agreement"] >= 0.95
+    assert reports["int8_io"]["top1_agreement"] >= 0.95
     for mode, path in files.items():
         metadata = json.load(open(export.sidecar_paths(path)[1]))
         assert metadata["input_scale"] == 1.0
         assert metadata["input_description"].startswith("raw pixels 0-255, RGB, HxWxC = 32x32x3")
-        assert metadata["input"]["dtype"] == "float32" and metadata["input"]["shape"] == [-1, 32, 32, 3]
+        assert metadata["input"]["dtype"] == ("int8" if mode == "int8_io" else "float32")
+        assert metadata["input"]["shape"] == [-1, 32, 32, 3]
         assert metadata["class_names"] == splits.class_names
+
+
+@pytest.mark.parametrize("mode", ["float32", "int8", "int8_io"])
+def test_android_sample_steps_on_compiled_model(cifar, mode):
+    """What export/android's Classifier.kt does, through the same LiteRT CompiledModel runtime
+    (Python binding): batch-1 buffers of the dynamic-batch file, raw pixels written as float32
+    (or int8 with the sidecar's scale and zero point, rounding half up as Kotlin's
+    roundToInt), run, logits read back (dequantized when int8)."""
+    from ai_edge_litert.compiled_model import CompiledModel
+
+    _, _, files, (x_test, _), test_files = cifar
+    metadata = json.load(open(export.sidecar_paths(files[mode])[1]))
+    model = CompiledModel.from_file(files[mode])
+    inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
+    expected = _tflite_logits(files[mode], x_test[:10])
+    for i, path in enumerate(test_files[:10]):
+        pixels = run_litert.read_image(path, (32, 32, 3))[0].reshape(-1).astype(np.float32)
+        if metadata["input"]["dtype"] == "int8":
+            q = metadata["input"]["quantization"]
+            pixels = np.floor(pixels / q["scale"] + 0.5) + q["zero_point"]
+            inputs[0].write(np.clip(pixels, -128, 127).astype(np.int8))
+        else:
+            inputs[0].write(pixels)
+        model.run_by_index(0, inputs, outputs)
+        if metadata["output"]["dtype"] == "int8":
+            q = metadata["output"]["quantization"]
+            logits = (outputs[0].read(10, np.int8).astype(np.float32) - q["zero_point"]) * q["scale"]
+        else:
+            logits = outputs[0].read(10, np.float32)
+        np.testing.assert_allclose(logits, expected[i], atol=1e-5)
 
 
 def test_runner_converts_and_resizes_other_images(tmp_path):
