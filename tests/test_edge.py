@@ -199,3 +199,24 @@ def test_input_description_of_scaled_and_raw_inputs():
     # No preprocessing layer inside: a scale of 1 does not mean raw pixels are normalised.
     assert export.describe_input(models.cnn((32, 32, 3), 10), 1.0).startswith("raw pixels times")
     assert "shape [12]" in export.describe_input(models.mlp((12,), 4, (8,)), 1.0)
+
+
+def test_from_directory_decodes_png_and_jpeg_files_as_pillow(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    files = []
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i, ext in enumerate(("png", "jpg", "jpg")):
+                path = tmp_path / split / name / f"{i}.{ext}"
+                pixels = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels, "RGB").save(path, quality=75)
+                if split == "test":
+                    files.append(path)
+    splits = data.from_directory(tmp_path, validation_split=0.0, batch_size=4)
+    x_test, y_test = splits.test_arrays()
+    pillow = np.stack([run_litert.read_image(str(f), (8, 8, 3))[0] for f in files])
+    np.testing.assert_array_equal(x_test, pillow.astype(np.float32))
+    np.testing.assert_array_equal(y_test, [0, 0, 0, 1, 1, 1])
