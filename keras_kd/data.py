@@ -308,30 +308,40 @@ def decode_image(contents, channels):
     )
 
 
-def _read_image_folder(folder, image_size, num_channels):
-    """All images of a folder of class folders, in sorted file order, unbatched.
+def list_image_folder(folder):
+    """`(paths, labels, class_names)` of a folder of class folders, as Keras lists them.
 
-    `keras.utils.image_dataset_from_directory` lists the files and names the classes (its
-    order, labels and class names); the images are decoded by `decode_image` and resized
-    (bilinear, as Keras does; a no-op at the native size).
+    `keras.utils.image_dataset_from_directory` gives the order (classes alphabetically, then
+    files), the class names (the folder names) and the labels (the class folder's index);
+    nothing is decoded.
     """
     import keras
 
-    color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[num_channels]
     listing = keras.utils.image_dataset_from_directory(
-        folder, labels="inferred", label_mode="int", color_mode=color_mode,
-        batch_size=None, image_size=image_size, shuffle=False, verbose=False,
+        folder, labels="inferred", label_mode="int", batch_size=None, shuffle=False,
+        verbose=False,
     )
     paths, class_names = list(listing.file_paths), list(listing.class_names)
     labels = [class_names.index(os.path.relpath(p, folder).split(os.sep)[0]) for p in paths]
+    return paths, labels, class_names
+
+
+def read_images(paths, labels, image_size, num_channels):
+    """Unbatched `(float32 image, int32 label)` dataset of image files: decoded by
+    `decode_image`, resized bilinearly as Keras' loader does (a no-op at the native size)."""
 
     def read(path, label):
         image = tf.image.resize(decode_image(tf.io.read_file(path), num_channels), image_size)
         image.set_shape((*image_size, num_channels))
         return image, tf.cast(label, tf.int32)
 
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(read, num_parallel_calls=AUTOTUNE)
-    return ds, class_names, len(paths)
+    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(read, num_parallel_calls=AUTOTUNE)
+
+
+def _read_image_folder(folder, image_size, num_channels):
+    """All images of a folder of class folders, in sorted file order, unbatched."""
+    paths, labels, class_names = list_image_folder(folder)
+    return read_images(paths, labels, image_size, num_channels), class_names, len(paths)
 
 
 def _subset(ds, mask):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from helpers import run_without_tensorflow
-from keras_kd import data, export, models
+from keras_kd import data, edge_parity, export, models
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("PIL")
@@ -119,6 +119,17 @@ def test_edge_runner_on_jpeg_files_equals_tflite_on_loader_pixels(cifar, tmp_pat
     assert np.mean(edge_top1 == y_test) >= 0.3
     keras_top1 = model.predict(x_test, verbose=0).argmax(-1)
     assert np.mean(edge_top1 == keras_top1) >= (0.99 if mode == "float32" else 0.95)
+
+
+def test_edge_parity_check_on_the_test_folder(cifar):
+    splits, model, files, _, test_files = cifar
+    folder = pathlib.Path(test_files[0]).parents[1]
+    report = edge_parity.check(model, files["int8"], folder, limit=40)
+    assert report["files"] == 40 and report["resized"] is False
+    assert report["edge_equals_tflite"] == 40
+    assert report["edge_agrees_keras"] >= 38 and report["keras_correct"] >= 12
+    with pytest.raises(FileNotFoundError, match="runner_script"):
+        edge_parity.check(model, files["int8"], folder, runner_script="missing.py")
 
 
 def test_in_model_preprocessing_keras_equals_exported_file_on_raw_pixels(cifar):
