@@ -121,6 +121,18 @@ def test_edge_runner_on_jpeg_files_equals_tflite_on_loader_pixels(cifar, tmp_pat
     assert np.mean(edge_top1 == keras_top1) >= (0.99 if mode == "float32" else 0.95)
 
 
+def test_edge_runner_says_when_it_resizes(cifar, tmp_path):
+    from PIL import Image
+
+    _, _, files, _, test_files = cifar
+    Image.open(test_files[0]).resize((64, 48)).save(tmp_path / "big.png")
+    out = run_without_tensorflow(tmp_path, [str(RUNNER), "--model", files["float32"], "--input",
+                                            str(tmp_path / "big.png"), test_files[0]])
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["resized"] for line in out.stdout.splitlines()] == [True, False]
+    assert "1 image(s) resized to 32x32" in out.stderr
+
+
 def test_edge_parity_check_on_the_test_folder(cifar):
     splits, model, files, _, test_files = cifar
     folder = pathlib.Path(test_files[0]).parents[1]

@@ -103,6 +103,10 @@ def main(argv=None):
     shape = tuple(metadata["input"]["shape"][1:])
     input_scale = float(metadata["input_scale"])
     names, raw, resized = read_inputs(args.input, shape, input_scale)
+    if any(resized):
+        print(f"run_litert.py: {sum(resized)} image(s) resized to {shape[1]}x{shape[0]} (Pillow "
+              "bilinear): not the pixels a TensorFlow-resized training pipeline sees",
+              file=sys.stderr)
     logits = np.concatenate([runner(raw[i : i + 256] * np.float32(input_scale))
                              for i in range(0, len(raw), 256)])
     z = logits - logits.max(-1, keepdims=True)
