@@ -50,14 +50,14 @@ def _slice_folder(root):
 
 @pytest.fixture(scope="module")
 def cifar(tmp_path_factory):
-    """The slice, a briefly trained cnn-small, its float32 and int8 exports, the test files."""
+    """The slice, a briefly trained cnn-small, its float32, int8 and int8-I/O exports, the
+    test arrays as the loader decoded them and the test files in the same order."""
     if not (CIFAR10 / "test").is_dir():
         pytest.skip(f"CIFAR-10 JPEG folders not found at {CIFAR10} (set KERAS_KD_CIFAR10)")
     root = _slice_folder(tmp_path_factory.mktemp("cifar10_slice"))
     splits = data.from_directory(root, validation_split=0.0, batch_size=64, seed=0)
     x_test, y_test = splits.test_arrays()
-    test_files = keras.utils.image_dataset_from_directory(
-        root / "test", batch_size=None, shuffle=False, verbose=False).file_paths
+    test_files = data.list_image_folder(root / "test")[0]  # the loader's order
     keras.utils.set_random_seed(0)
     model = models.build("cnn-small", splits.input_shape, splits.num_classes)
     model.compile(keras.optimizers.Adam(3e-3),
