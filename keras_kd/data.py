@@ -335,7 +335,8 @@ def read_images(paths, labels, image_size, num_channels):
         image.set_shape((*image_size, num_channels))
         return image, tf.cast(label, tf.int32)
 
-    return tf.data.Dataset.from_tensor_slices((paths, labels)).map(read, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return ds.map(read, num_parallel_calls=AUTOTUNE)
 
 
 def _read_image_folder(folder, image_size, num_channels):

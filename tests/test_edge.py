@@ -23,7 +23,8 @@ pytest.importorskip("PIL")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNNER = REPO / "export" / "edge" / "run_litert.py"
-CIFAR10 = pathlib.Path(os.environ.get("KERAS_KD_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
+CIFAR10 = pathlib.Path(
+    os.environ.get("KERAS_KD_CIFAR10", REPO.parent / "shared" / "data" / "cifar10"))
 TRAIN_PER_CLASS, TEST_PER_CLASS = 300, 10
 
 
@@ -84,7 +85,8 @@ def _tflite_logits(path, x):
 def test_pillow_decodes_the_training_pixels(cifar):
     splits, _, _, (x_test, y_test), test_files = cifar
     assert x_test.shape == (100, 32, 32, 3) and splits.scale == 1.0
-    assert [splits.class_names.index(pathlib.Path(f).parent.name) for f in test_files] == list(y_test)
+    folders = [pathlib.Path(f).parent.name for f in test_files]
+    assert [splits.class_names.index(name) for name in folders] == list(y_test)
     pillow = np.stack([run_litert.read_image(f, (32, 32, 3))[0] for f in test_files])
     # Bit for bit: from_directory decodes JPEG with libjpeg's accurate DCT, as Pillow does.
     np.testing.assert_array_equal(pillow.astype(np.float32), x_test)
@@ -187,7 +189,8 @@ def test_android_sample_steps_on_compiled_model(cifar, mode):
         model.run_by_index(0, inputs, outputs)
         if metadata["output"]["dtype"] == "int8":
             q = metadata["output"]["quantization"]
-            logits = (outputs[0].read(10, np.int8).astype(np.float32) - q["zero_point"]) * q["scale"]
+            raw = outputs[0].read(10, np.int8).astype(np.float32)
+            logits = (raw - q["zero_point"]) * q["scale"]
         else:
             logits = outputs[0].read(10, np.float32)
         np.testing.assert_allclose(logits, expected[i], atol=1e-5)

@@ -85,7 +85,8 @@ def read_inputs(paths, shape, input_scale):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Classify images with a .tflite model (no TensorFlow).")
+    parser = argparse.ArgumentParser(
+        description="Classify images with a .tflite model (no TensorFlow).")
     parser.add_argument("--model", required=True, help="the .tflite file (sidecars beside it)")
     parser.add_argument("--input", required=True, nargs="+", help="image files or .npy files")
     parser.add_argument("--top-k", type=int, default=1, help="classes to print per example")
