@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from keras_kd import callbacks
 from keras_kd import data
 from keras_kd import distribute
+from keras_kd import edge_parity
 from keras_kd import export
 from keras_kd import losses
 from keras_kd import models
@@ -18,6 +19,6 @@ from keras_kd.distiller import Distiller
 from keras_kd.teachers import TeacherEnsemble
 
 __all__ = [
-    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "export", "losses",
-    "models", "precision", "__version__",
+    "Distiller", "TeacherEnsemble", "callbacks", "data", "distribute", "edge_parity", "export",
+    "losses", "models", "precision", "__version__",
 ]

@@ -117,7 +117,9 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
         allow_tf_ops: allow TensorFlow (Flex) ops, which need the Flex delegate. Off by default.
         splits: optional `keras_kd.data.DataSplits`, the source of class names and scaling.
         class_names: class names (default: from `splits`, else "0".."N-1").
-        input_scale: the factor applied to raw inputs (default: from `splits`, else 1).
+        input_scale: the factor applied to raw inputs (default: from `splits`, else 1). Image
+            models with their normalisation inside (`keras_kd.models` image models, data from
+            `keras_kd.data.from_directory`) take raw pixels: 1.0.
 
     Returns:
         The metadata dict written to the `.metadata.json` sidecar.
@@ -132,15 +134,41 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     names = list(class_names or (splits.class_names if splits else None)
                  or [str(i) for i in range(num_classes)])
     details = _interpreter(model_content=flatbuffer)
+    scale = float(input_scale if input_scale is not None else (splits.scale if splits else 1.0))
     metadata = litert_runner.describe(
-        details, quantization=quantization, class_names=names,
-        input_scale=input_scale if input_scale is not None else (splits.scale if splits else 1.0),
+        details, quantization=quantization, class_names=names, input_scale=scale,
+        input_description=describe_input(model, scale),
         source_model=model.name, version=keras_kd.__version__, allow_tf_ops=allow_tf_ops,
     )
     labels_path, metadata_path = sidecar_paths(path)
     atomic.write_text(labels_path, "\n".join(names) + "\n")
     atomic.write_json(metadata_path, metadata)
     return metadata
+
+
+def _preprocessing_layer(model):
+    """The model's first layer if it is a Keras preprocessing layer (Normalization, Rescaling),
+    as in the image models of `keras_kd.models` and keras.applications models built with
+    `include_preprocessing=True`; else None."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if layers and isinstance(layers[0], (keras.layers.Normalization, keras.layers.Rescaling)):
+        return layers[0]
+    return None
+
+
+def describe_input(model, input_scale):
+    """What the exported file's input takes, in words (the sidecar's `input_description`)."""
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        layout = f"{'RGB' if shape[-1] == 3 else 'grayscale'}, HxWxC = {'x'.join(map(str, shape))}"
+        inside = _preprocessing_layer(model)
+        if input_scale == 1.0 and inside is not None:
+            return (f"raw pixels 0-255, {layout}, float32; the model normalises them inside "
+                    f"(layer {inside.name!r}): feed decoded pixels unchanged")
+        return f"raw pixels times input_scale={input_scale:g}, {layout}, float32"
+    return f"raw values times input_scale={input_scale:g}, shape {shape}, float32"
 
 
 def _interpreter(model_path=None, model_content=None, num_threads=None):

@@ -74,3 +74,26 @@ class Spy(keras.Model):
     def call(self, x, training=False):
         self.seen.append(np.array(x))
         return self.model(x, training=training)
+
+
+def run_without_tensorflow(tmp_path, argv, timeout=120):
+    """Runs `python argv...` in a process where importing tensorflow or keras fails.
+
+    Asserts first that the block works, then returns the `subprocess.CompletedProcess`.
+    """
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "blocker"
+    for package in ("tensorflow", "keras"):
+        (blocker / package).mkdir(parents=True, exist_ok=True)
+        (blocker / package / "__init__.py").write_text(
+            f"raise ImportError('{package} is blocked in this process')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
+                           capture_output=True, text=True)
+    assert "blocked" in check.stderr  # the process really cannot load TensorFlow
+    return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True,
+                          timeout=timeout)

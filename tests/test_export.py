@@ -3,13 +3,12 @@ batch sizes, operators, sidecars, and the edge runner in a process without Tenso
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from helpers import run_without_tensorflow
 from keras_kd import export, models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,26 +116,13 @@ def test_bad_arguments_name_the_argument(trained, tmp_path):
 
 def test_edge_runner_without_tensorflow(trained, tmp_path):
     model, files, _, (x_test, _) = trained
-    blocker = tmp_path / "blocker"
-    (blocker / "tensorflow").mkdir(parents=True)
-    (blocker / "tensorflow" / "__init__.py").write_text(
-        "raise ImportError('TensorFlow is blocked in this process')\n"
-    )
-    (blocker / "keras").mkdir()
-    (blocker / "keras" / "__init__.py").write_text("raise ImportError('Keras is blocked')\n")
     raw = np.round(x_test[:25] * 255).astype(np.uint8)  # raw pixels, as stored on a device
     np.save(tmp_path / "x.npy", raw)
-    env = {**os.environ, "PYTHONPATH": str(blocker)}
-    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
-                           capture_output=True, text=True)
-    assert "blocked" in check.stderr  # the process really cannot load TensorFlow
     expected = model.predict(x_test[:25], verbose=0).argmax(-1)
     for mode in ("float32", "int8"):
-        out = subprocess.run(
-            [sys.executable, os.path.join(REPO, "export", "edge", "run_litert.py"),
-             "--model", files[mode], "--input", str(tmp_path / "x.npy"), "--top-k", "2"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )
+        out = run_without_tensorflow(tmp_path, [
+            os.path.join(REPO, "export", "edge", "run_litert.py"),
+            "--model", files[mode], "--input", str(tmp_path / "x.npy"), "--top-k", "2"])
         assert out.returncode == 0, out.stderr
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         predicted = np.array([line["top"][0]["class"] for line in lines])
