@@ -159,13 +159,17 @@ class Distiller(keras.Model):
                 `"categorical_crossentropy"` (both taken `from_logits=True`). `None` picks
                 sparse or categorical cross-entropy on logits from the labels' shape.
             distillation_loss_fn: a `keras_kd.losses` loss (or name: `"kl_divergence"`,
-                `"soft_target_crossentropy"`, `"logits_mse"`), or any
-                `(teacher_logits, student_logits) -> per-example loss`. Default:
-                `keras_kd.losses.KLDivergence()` (times `T**2`).
+                `"soft_target_crossentropy"`, `"logits_mse"`), a Keras probability loss such
+                as `keras.losses.KLDivergence()` (applied to both models' softmax at `T`,
+                times `T**2`: see `keras_kd.losses.SoftenedKerasLoss`), or any
+                `(teacher_logits, student_logits) -> per-example loss` on raw logits.
+                Default: `keras_kd.losses.KLDivergence()` (times `T**2`).
             alpha: weight in [0, 1] of the hard-label loss; `1 - alpha` weighs the
                 distillation loss. Default 0.1.
             temperature: softening temperature `T > 0` for temperature losses. `None` keeps
-                the loss's own temperature, or 4.0 if it has none.
+                the loss's own temperature, or 4.0 if it has none. A loss that applies no
+                temperature (`logits_mse`, a plain callable) records `temperature=None`
+                (with a warning if one was given).
             steps_per_execution: training steps per call into TensorFlow. `"auto"` (default)
                 runs `AUTO_STEPS_PER_EXECUTION` (64) steps per call, 1 when `run_eagerly` or
                 under a tf.distribute strategy (Keras' multi-step loop fails there): for
@@ -216,6 +220,15 @@ class Distiller(keras.Model):
                 )
             temperature = temperature or own or DEFAULT_TEMPERATURE
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
+        else:
+            if temperature is not None:
+                warnings.warn(
+                    f"temperature={temperature} is not used by distillation_loss_fn="
+                    f"{distillation_loss_fn!r}, which applies no temperature; it is recorded "
+                    "as temperature=None.",
+                    stacklevel=2,
+                )
+            temperature = None
         self.temperature = temperature
         self.distillation_loss_fn = distillation_loss_fn
         super().compile(

@@ -165,3 +165,61 @@ class LogitsMSE(keras.losses.Loss):
     def call(self, y_true, y_pred):
         diff = ops.cast(y_pred, "float32") - ops.cast(y_true, "float32")
         return ops.mean(ops.square(diff), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class SoftenedKerasLoss(TemperatureLoss):
+    """A Keras loss on probabilities, applied to temperature-softened logits, times `T**2`.
+
+    Keras' probability losses (`keras.losses.KLDivergence`, `CategoricalCrossentropy`,
+    `CategoricalFocalCrossentropy` and their functions) expect probabilities; given logits
+    they clip them to `[1e-7, 1]` and return nonsense. The `Distiller` wraps them in this
+    class, so per example:
+
+        loss = T**2 * keras_loss(softmax(teacher_logits / T), softmax(student_logits / T))
+
+    (`student_logits / T`, shifted by a constant, when the Keras loss has `from_logits=True`).
+    Both softmaxes come from `log_softmax`, so no probability overflows; a one-logit model is
+    the two classes `[sigmoid(-z/T), sigmoid(z/T)]`, as in `KLDivergence`.
+
+    With `keras.losses.KLDivergence()` this equals `keras_kd.losses.KLDivergence` to float32
+    rounding (rtol 1e-5) whenever every softened probability of both models is at least
+    `1e-7`, which holds for the usual `T >= 2` and logit ranges below about `14 * T`. Where a
+    probability falls below `1e-7`, Keras' clip replaces it by `1e-7`: the class's term of the
+    divergence is then misvalued and its gradient is 0. Prefer `keras_kd.losses.KLDivergence`
+    for very confident teachers at `T` near 1. With `CategoricalCrossentropy` it equals
+    `keras_kd.losses.SoftTargetCrossEntropy` under the same condition (Keras clips to
+    `[1e-7, 1 - 1e-7]`).
+
+    Args:
+        loss: a Keras probability loss instance or function.
+        temperature: softening temperature `T > 0`, or `None` to take the `Distiller`'s.
+        scale_by_temperature_squared: multiply by `T**2` (default `True`).
+        name: name of the loss (default: the wrapped loss's name).
+        reduction: Keras reduction, used only when the loss is called on its own.
+        dtype: dtype of the computation.
+    """
+
+    def __init__(self, loss, temperature=None, scale_by_temperature_squared=True, name=None,
+                 reduction="sum_over_batch_size", dtype=None):
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        name = name or getattr(loss, "name", None) or getattr(loss, "__name__", "softened")
+        super().__init__(temperature, scale_by_temperature_squared, f"softened_{name}"
+                         if not name.startswith("softened_") else name, reduction, dtype)
+        self.loss = loss
+        self.from_logits = bool(getattr(loss, "from_logits", False))
+
+    def call(self, y_true, y_pred):
+        log_p_teacher, log_p_student = self._log_probs(y_true, y_pred)
+        student = log_p_student if self.from_logits else ops.exp(log_p_student)
+        if isinstance(self.loss, keras.losses.Loss):
+            values = self.loss.call(ops.exp(log_p_teacher), student)
+        else:
+            values = self.loss(ops.exp(log_p_teacher), student)
+        return self._scaled(ops.cast(values, "float32"))
+
+    def get_config(self):
+        config = super().get_config()
+        config["loss"] = keras.saving.serialize_keras_object(self.loss)
+        return config
