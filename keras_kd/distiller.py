@@ -25,6 +25,7 @@ _STUDENT_LOSSES = {
         from_logits=True
     ),
     "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(from_logits=True),
+    "binary_crossentropy": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
 }
 
 
@@ -156,8 +157,11 @@ class Distiller(keras.Model):
             metrics: metrics of the student's logits against the labels (e.g. `["accuracy"]`).
             student_loss_fn: hard-label loss: a `keras.losses.Loss`, a function returning one
                 value per example, or `"sparse_categorical_crossentropy"` /
-                `"categorical_crossentropy"` (both taken `from_logits=True`). `None` picks
-                sparse or categorical cross-entropy on logits from the labels' shape.
+                `"categorical_crossentropy"` / `"binary_crossentropy"` (all taken
+                `from_logits=True`). `None` picks sparse or categorical cross-entropy on
+                logits from the labels' shape, or binary cross-entropy on logits for a
+                one-logit student (0/1 labels; for its accuracy use
+                `keras.metrics.BinaryAccuracy(threshold=0.0)`: the outputs are logits).
             distillation_loss_fn: a `keras_kd.losses` loss (or name: `"kl_divergence"`,
                 `"soft_target_crossentropy"`, `"logits_mse"`), a Keras probability loss such
                 as `keras.losses.KLDivergence()` (applied to both models' softmax at `T`,
@@ -270,6 +274,10 @@ class Distiller(keras.Model):
     # ----------------------------------------------------------------- losses
     def _hard_losses(self, y, student_logits):
         loss_fn = self.student_loss_fn
+        if student_logits.shape[-1] == 1:  # one-logit binary: 0/1 labels as a (batch, 1) column
+            y = ops.reshape(ops.cast(y, "float32"), (-1, 1))
+            if loss_fn is None:
+                return keras.losses.binary_crossentropy(y, student_logits, from_logits=True)
         if loss_fn is None:
             y_rank, logit_rank = len(y.shape), len(student_logits.shape)
             if y_rank == logit_rank and y.shape[-1] == student_logits.shape[-1]:

@@ -121,7 +121,7 @@ def test_found03_one_logit_binary_distillation_matches_numpy():
     np.testing.assert_allclose(logs["hard_loss"], hard.mean(), rtol=1e-5)
     np.testing.assert_allclose(logs["loss"], 0.3 * hard.mean() + 0.7 * soft.mean(), rtol=1e-5)
     np.testing.assert_allclose(kd.losses.KLDivergence(temperature=2.5).call(t_logits, s_logits),
-                               soft, rtol=1e-5)
+                               soft, rtol=1e-4, atol=1e-6)  # float32 per example
 
 
 # ------------------------------------------------------------------ 4: unlabelled transfer set

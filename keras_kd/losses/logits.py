@@ -30,6 +30,18 @@ def check_temperature(temperature, allow_none=True):
     return float(temperature)
 
 
+def softened_log_probs(logits, temperature):
+    """`log softmax(logits / T)` over the last axis, in float32.
+
+    A one-logit binary model (shape `(..., 1)`) is the two classes `[sigmoid(-z/T),
+    sigmoid(z/T)]`: `[log_sigmoid(-z/T), log_sigmoid(z/T)]`, stable for any `z`.
+    """
+    z = ops.cast(logits, "float32") / temperature
+    if z.shape[-1] == 1:
+        return ops.concatenate([ops.log_sigmoid(-z), ops.log_sigmoid(z)], axis=-1)
+    return ops.log_softmax(z, axis=-1)
+
+
 class TemperatureLoss(keras.losses.Loss):
     """Base class of the losses that soften logits with a temperature `T`.
 
@@ -62,11 +74,7 @@ class TemperatureLoss(keras.losses.Loss):
 
     def _log_probs(self, teacher_logits, student_logits):
         t = self.effective_temperature
-        teacher_logits = ops.cast(teacher_logits, "float32")
-        student_logits = ops.cast(student_logits, "float32")
-        log_p_teacher = ops.log_softmax(teacher_logits / t, axis=-1)
-        log_p_student = ops.log_softmax(student_logits / t, axis=-1)
-        return log_p_teacher, log_p_student
+        return softened_log_probs(teacher_logits, t), softened_log_probs(student_logits, t)
 
     def get_config(self):
         config = super().get_config()
@@ -84,7 +92,10 @@ class KLDivergence(TemperatureLoss):
         loss = T**2 * sum_c p_c * (log p_c - log q_c)
 
     Both log-probabilities come from `log_softmax`, so the value and its gradient stay finite
-    for logits of any size and any `T > 0` (no `log(0)`, no overflow in `exp`). The `T**2`
+    for logits of any size and any `T > 0` (no `log(0)`, no overflow in `exp`). For one-logit
+    binary models (outputs of shape `(batch, 1)`), `p = sigmoid(teacher_logits / T)` and the
+    sum runs over the two classes: `T**2 * (p log(p/q) + (1-p) log((1-p)/(1-q)))` with
+    `q = sigmoid(student_logits / T)`, from `log_sigmoid`. The `T**2`
     factor (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015,
     section 2) keeps the gradient's magnitude independent of `T`, so the weight of this term
     against the hard-label loss need not be re-tuned when `T` changes; turn it off with
