@@ -3,6 +3,7 @@
 import numbers
 
 import keras
+import numpy as np
 
 
 def one_of(argument, value, choices, alternatives=""):
@@ -48,3 +49,103 @@ def positive_int(argument, value, allow_none=False):
             f"{' or None' if allow_none else ''}. Received: {argument}={value!r}"
         )
     return int(value)
+
+
+# ----------------------------------------------------------------- models and first batches
+def classifier_model(argument, model):
+    """Refuses what the Distiller cannot train: non-models, multi-output models and models
+    whose last layer is a softmax (the outputs are checked again on the first batch)."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
+            f"Received: {argument}={model!r}"
+        )
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: '{model.name}' has {len(outputs)} outputs. "
+            "Expected a model with one output of logits (batch, num_classes); distil one head "
+            "by giving a model of that output, e.g. keras.Model(model.inputs, model.outputs[0])."
+        )
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
+            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
+            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
+            "`classifier_activation=None` for keras.applications models)."
+        )
+
+
+def _shape(model):
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape[1:])
+
+
+def same_inputs(student, teacher):
+    """Refuses a student and teacher whose (known) input shapes differ."""
+    a, b = _shape(student), _shape(teacher)
+    if a is None or b is None or len(a) != len(b):
+        mismatch = a is not None and b is not None
+    else:
+        mismatch = any(x is not None and y is not None and x != y for x, y in zip(a, b))
+    if mismatch:
+        raise ValueError(
+            "Invalid value for argument `teacher`: its input shape differs from the student's; "
+            "both models see the same batches. Expected teacher input shape "
+            f"(None, {', '.join(map(str, a))}). Received: teacher '{teacher.name}' with input "
+            f"shape (None, {', '.join(map(str, b))})"
+        )
+
+
+def logits_output(argument, name, outputs, check_sigmoid=True):
+    """Refuses outputs that are not one tensor of logits: several outputs, or probabilities
+    (non-negative rows summing to 1; one column in [0, 1] when `check_sigmoid`).
+
+    Returns the outputs as a float64 numpy array.
+    """
+    if isinstance(outputs, (list, tuple, dict)):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: '{name}' returns {len(outputs)} outputs "
+            f"({type(outputs).__name__}). Expected one tensor of logits (batch, num_classes)."
+        )
+    values = np.asarray(outputs, dtype="float64")
+    if values.ndim < 2:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: '{name}' returns outputs of shape "
+            f"{values.shape}. Expected logits of shape (batch, num_classes); a binary "
+            "classifier has one logit: (batch, 1)."
+        )
+    if values.shape[-1] > 1:
+        probabilities = values.min() >= 0 and np.allclose(values.sum(-1), 1.0, atol=1e-3)
+        what = "every row is non-negative and sums to 1"
+    else:
+        probabilities = check_sigmoid and len(values) >= 8 and 0 <= values.min() <= values.max() <= 1
+        what = "every output of its one unit is in [0, 1], as from a sigmoid"
+    if probabilities:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: '{name}' outputs probabilities (on the "
+            f"first batch {what}), but the Distiller expects logits. Remove the final "
+            "softmax/sigmoid (a Dense layer with no activation, `classifier_activation=None` "
+            "for keras.applications models) or give a model of its pre-activation output."
+        )
+    return values
+
+
+def labels_in_range(y, num_classes):
+    """Refuses integer class labels outside [0, num_classes) (checked on a first batch)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
+        return
+    if y.ndim == 2 and y.shape[-1] != 1:
+        return  # one-hot / multi-label: checked against the logits' shape
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            "Invalid value for argument `y`. Expected integer class labels in "
+            f"[0, {num_classes - 1}] for {num_classes} classes. Received: labels from {low} to "
+            f"{high} in the first batch"
+        )

@@ -4,6 +4,7 @@ import numbers
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -29,23 +30,6 @@ _STUDENT_LOSSES = {
 }
 
 
-def _check_logits_model(model, argument):
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
-            f"Received: {argument}={model!r}"
-        )
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    activation = getattr(last, "activation", None)
-    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
-        raise ValueError(
-            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
-            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
-            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
-            "`classifier_activation=None` for keras.applications models)."
-        )
-
-
 def _check_alpha(alpha):
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
         raise ValueError(
@@ -53,6 +37,29 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
+
+
+def _first_batch(iterator):
+    """The first batch `fit`/`evaluate` will see, read without advancing `iterator`.
+
+    Reads arrays and `tf.data` datasets only; `None` for inputs that cannot be read twice
+    (Python generators) or are already distributed.
+    """
+    adapter = getattr(iterator, "data_adapter", None)
+    kind = type(adapter).__name__
+    if kind == "ArrayDataAdapter":
+        size = adapter._batch_size
+        return tf.nest.map_structure(lambda a: a if a is None else a[:size], adapter._inputs)
+    if kind == "TFDatasetAdapter":
+        dataset = adapter.get_tf_dataset()
+        if isinstance(dataset, tf.data.Dataset):
+            for batch in dataset.take(1):
+                return batch
+            raise ValueError(
+                "Invalid value for argument `x`. Expected a dataset with at least one batch. "
+                "Received: an empty tf.data.Dataset"
+            )
+    return None
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -90,6 +97,16 @@ class Distiller(keras.Model):
     `alpha` follows the keras.io convention: it weighs the *hard-label* loss. Some texts
     (e.g. write-ups that weigh the soft loss by alpha) use the opposite convention.
 
+    Unlabelled transfer sets (`fit(x)` with no `y`, Hinton et al.'s setting) need `alpha=0`:
+    the loss is then the distillation loss alone, `hard_loss` is logged as 0 and the compiled
+    metrics, which need labels, are not logged.
+
+    On the first batch of every `fit`/`evaluate` (arrays or `tf.data` input), both models run
+    once eagerly: this builds a subclassed student, and refuses teachers or students whose
+    outputs are probabilities (rows non-negative summing to 1, or a one-logit teacher's
+    outputs all in [0, 1]), several outputs, class counts that differ and integer labels
+    out of range, each with an error naming the model.
+
     Args:
         student: the `keras.Model` to train; it must output logits (no softmax).
         teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
@@ -114,15 +131,20 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
-        _check_logits_model(student, "student")
-        _check_logits_model(teacher, "teacher")
+        checks.classifier_model("student", student)
+        checks.classifier_model("teacher", teacher)
         if not teacher.built:
             raise ValueError(
                 "Invalid value for argument `teacher`: the teacher must be a trained model, "
                 f"but '{teacher.name}' is not built (it has no weights yet)."
             )
         if student is teacher:
-            raise ValueError("Arguments `student` and `teacher` must be different models.")
+            raise ValueError(
+                "Invalid value for argument `teacher`. Expected a model other than the student "
+                f"(the teacher stays frozen while the student trains). Received: teacher="
+                f"student='{student.name}'"
+            )
+        checks.same_inputs(student, teacher)
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
@@ -228,8 +250,8 @@ class Distiller(keras.Model):
             if temperature is not None:
                 warnings.warn(
                     f"temperature={temperature} is not used by distillation_loss_fn="
-                    f"{distillation_loss_fn!r}, which applies no temperature; it is recorded "
-                    "as temperature=None.",
+                    f"{getattr(distillation_loss_fn, 'name', distillation_loss_fn)!r}, which "
+                    "applies no temperature; it is recorded as temperature=None.",
                     stacklevel=2,
                 )
             temperature = None
@@ -310,7 +332,11 @@ class Distiller(keras.Model):
     def _local_losses(self, y, teacher_logits, student_logits, sample_weight):
         """`(weighted loss sum, regularisation, logs)` of this replica's batch, no collective."""
         student_logits = ops.cast(student_logits, "float32")  # losses in float32 under mixed precision
-        hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
+        self._check_labels_given(y)
+        if y is None:  # unlabelled transfer set, alpha = 0: the hard loss is logged as 0
+            hard = ops.zeros_like(student_logits[:, 0])
+        else:
+            hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
         soft = reduction.per_example(
             _unreduced(self.distillation_loss_fn, teacher_logits, student_logits),
             "distillation_loss_fn",
@@ -349,13 +375,13 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, teacher_logits = self._inputs_and_teacher_logits(x)
-        variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
             loss, logs = self.compute_distillation_losses(
                 y, teacher_logits, student_logits, sample_weight
             )
             scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.student.trainable_variables  # after the call: it builds a new student
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_trackers(logs)
@@ -370,10 +396,73 @@ class Distiller(keras.Model):
         return self._step_logs(x, y, student_logits, sample_weight)
 
     def _step_logs(self, x, y, student_logits, sample_weight):
-        logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        if y is None:  # no labels: the compiled metrics are not updated (nor logged)
+            logs = {m.name: m.result() for m in (self._loss_tracker, self.hard_loss_tracker,
+                                                 self.distillation_loss_tracker)}
+        else:
+            logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
         return distribute.step_logs(self.distribute_strategy, logs)
 
+    def _check_first_batch(self, batch):
+        """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`.
+
+        This builds a subclassed student before its variables are read, and refuses what
+        would otherwise train silently wrong: probability outputs (a softmax anywhere, in an
+        ensemble member, a nested model or `call`), several outputs, teacher and student
+        class counts that differ, labels out of range, or no labels with `alpha > 0`.
+        """
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        x, cached = split_cached(x)
+        if not tf.nest.flatten(x) or int(tf.nest.flatten(x)[0].shape[0]) == 0:
+            raise ValueError(
+                "Invalid value for argument `x`. Expected at least one example. "
+                "Received: an empty dataset"
+            )
+        self._check_labels_given(y)
+        student = checks.logits_output(
+            "student", self.student.name, self.student(x, training=False), check_sigmoid=False
+        )
+        if cached is None:
+            members = getattr(self.teacher, "teachers", [self.teacher])
+            for member in members:
+                teacher = checks.logits_output(
+                    "teacher", member.name, member(x, training=False)
+                )
+        else:
+            teacher = np.asarray(cached)
+        if teacher.shape[-1] != student.shape[-1]:
+            raise ValueError(
+                f"Invalid value for argument `teacher`: it outputs {teacher.shape[-1]} logits "
+                f"per example and the student '{self.student.name}' {student.shape[-1]}. "
+                f"Expected the same number of classes. Received: teacher outputs of shape "
+                f"{teacher.shape}, student outputs of shape {student.shape}"
+            )
+        if y is not None:
+            checks.labels_in_range(y, max(2, student.shape[-1]))
+
+    def _check_labels_given(self, y):
+        if y is None and self.alpha > 0:
+            raise ValueError(
+                "Invalid value for argument `alpha`: the data has no labels (y=None), so the "
+                "hard-label loss cannot be computed. Expected alpha=0 to distil on the teacher "
+                f"alone, or labelled data. Received: alpha={self.alpha}"
+            )
+
+    def get_metrics_result(self):
+        # With no labels (y=None) the compiled metrics are never built: they have no result.
+        unbuilt = self._compile_metrics is not None and not self._compile_metrics.built
+        results = {}
+        for metric in self.metrics:
+            if unbuilt and metric is self._compile_metrics:
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        batch = data_batch if data_batch is not None else _first_batch(iterator)
+        if batch is not None:
+            self._check_first_batch(batch)
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
         if self._distribute_strategy is None or iterator is None or data_batch is not None:

@@ -54,18 +54,39 @@ def _check(quantization, representative_data, max_samples):
     checks.positive_int("max_calibration_samples", max_samples)
 
 
+def _check_model(model):
+    """The input shape (without batch) of a model export supports: one float32 input of
+    known shape, one output."""
+    checks.classifier_model("model", model)  # a keras.Model with one output
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a Functional/Sequential model built "
+            "with one keras.Input (the exported signature takes one float32 tensor named "
+            f"'input'). Received: model '{model.name}' with {len(inputs)} inputs"
+        )
+    input_shape = tuple(inputs[0].shape[1:])
+    if None in input_shape:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected an input of known shape except the "
+            f"batch axis. Received: model '{model.name}' with input shape {tuple(inputs[0].shape)}"
+        )
+    if inputs[0].dtype != "float32":
+        raise ValueError(
+            "Invalid value for argument `model`. Expected one float32 input (raw pixels as "
+            "float32; put casts and preprocessing inside the model after a float32 "
+            f"keras.Input). Received: model '{model.name}' with an input of dtype {inputs[0].dtype}"
+        )
+    return input_shape
+
+
 def convert(model, quantization="float32", representative_data=None,
             max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
     """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments)."""
     import keras
 
     _check(quantization, representative_data, max_calibration_samples)
-    input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    if input_shape is None or None in input_shape:
-        raise ValueError(
-            "Invalid value for argument `model`: export needs a model with a known input shape "
-            f"(a Functional/Sequential model built with keras.Input). Received: {model.name}"
-        )
+    input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
