@@ -83,6 +83,23 @@ def numpy_batches(data, limit=None):
             return
 
 
+def class_indices(y):
+    """Integer class labels `(N,)` from labels `(N,)`, `(N, 1)` (keras.datasets' CIFAR
+    layout) or one-hot / soft `(N, C)` rows (their argmax)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(-1)
+    return y.reshape(-1).astype("int64")
+
+
+def predicted_classes(logits):
+    """Top-1 classes `(N,)` of logits `(N, C)`; a one-logit binary model predicts `logit > 0`."""
+    logits = np.asarray(logits)
+    if logits.shape[-1] == 1:
+        return (logits[:, 0] > 0).astype("int64")
+    return logits.argmax(-1)
+
+
 def _to_arrays(dataset, limit):
     x, y = zip(*numpy_batches(dataset, limit))
     return np.concatenate(x), np.concatenate(y)

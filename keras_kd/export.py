@@ -214,9 +214,10 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         lite_logits = np.concatenate(
             [runner(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-        k, t = keras_logits.argmax(-1), lite_logits.argmax(-1)
+        k, t = data_lib.predicted_classes(keras_logits), data_lib.predicted_classes(lite_logits)
         agree += int((k == t).sum())
         if y is not None:
+            y = data_lib.class_indices(y)
             keras_correct += int((k == y).sum())
             tflite_correct += int((t == y).sum())
         max_diff = max(max_diff, float(np.abs(keras_logits - lite_logits).max()))
