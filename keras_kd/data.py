@@ -179,16 +179,48 @@ def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
+def _labels(y_train, y_test):
+    """`(y_train, y_test, num_classes)`: int64 class indices, or float32 one-hot/soft rows."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if y_train.ndim == 2 and y_train.shape[1] > 1:  # one-hot or soft labels
+        for name, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.ndim != 2 or y.shape[1] != y_train.shape[1] or y.min() < 0 or not np.allclose(
+                y.sum(-1), 1.0, atol=1e-3
+            ):
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected one-hot or soft labels of "
+                    f"shape (N, {y_train.shape[1]}) with non-negative rows summing to 1, like "
+                    f"y_train. Received: {name} of shape {y.shape}, min {y.min():g}, row sums "
+                    f"from {y.sum(-1).min():g} to {y.sum(-1).max():g}"
+                )
+        return y_train.astype("float32"), y_test.astype("float32"), int(y_train.shape[1])
+    labels = []
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(-1)
+        if y.ndim != 1 or (y.size and (y.min() < 0 or not np.all(np.mod(y, 1) == 0))):
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected integer class labels >= 0 of "
+                "shape (N,) or (N, 1), or one-hot rows (N, C). Received: "
+                f"{name} of shape {y.shape} and dtype {y.dtype}"
+            )
+        labels.append(y.astype("int64"))
+    num_classes = int(max(labels[0].max(initial=0), labels[1].max(initial=0))) + 1
+    return labels[0], labels[1], num_classes
+
+
 def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None):
     """Builds `DataSplits` from `((x_train, y_train), (x_test, y_test))` numpy arrays.
 
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
-    (N, H, W) images get a channel axis.
+    (N, H, W) images get a channel axis. Labels are integer classes `(N,)` or `(N, 1)`
+    (flattened to int64; `num_classes = max + 1`), or one-hot / soft labels `(N, C)` whose
+    rows are non-negative and sum to 1 (kept as float32; `num_classes = C`).
     """
     batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
-    y_train, y_test = np.asarray(y_train).astype("int64"), np.asarray(y_test).astype("int64")
+    y_train, y_test, num_classes = _labels(y_train, y_test)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise ValueError(
             "Invalid arrays: x and y differ in length. Received: "
@@ -197,7 +229,6 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
