@@ -248,6 +248,20 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     )
 
 
+def _supervised_keys(name, info):
+    """`(image_key, label_key)` of a TFDS dataset: the builder's own `supervised_keys`
+    (what `as_supervised=True` returns), e.g. `("image", "label")` for cifar10, whose first
+    feature is `"id"`."""
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+        raise ValueError(
+            f"Invalid value for argument `source`. Expected a TFDS dataset with supervised keys "
+            f"(input, label), as image-classification datasets have. Received: source={name!r} "
+            f"with supervised_keys={keys!r}"
+        )
+    return keys
+
+
 def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
     """Loads a TFDS image-classification dataset as `DataSplits` (downloads when allowed).
 
@@ -279,14 +293,14 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
             "keras.datasets layout instead, e.g. keras_kd.data.load('path/to/mnist.npz') or "
             "`keras-kd ... --data path/to/mnist.npz`, or 'digits' (bundled with scikit-learn)."
         ) from e
-    image_key = next(k for k, f in info.features.items() if k != "label")
+    image_key, label_key = _supervised_keys(name, info)
     dtype = info.features[image_key].dtype
     scale = _scale_for(dtype.as_numpy_dtype if hasattr(dtype, "as_numpy_dtype") else dtype)
 
     def normalize(x, y):
         return tf.cast(x, tf.float32) * scale, tf.cast(y, tf.int64)
 
-    label = info.features["label"]
+    label = info.features[label_key]
     sizes = {}
     for split in ("train", "test"):
         try:
