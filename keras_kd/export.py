@@ -164,13 +164,18 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     return metadata
 
 
-def _interpreter(model_path=None, model_content=None, num_threads=None):
+def _interpreter_class():
     """The LiteRT interpreter (`ai-edge-litert`), TensorFlow's as a fallback."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=model_path, model_content=model_content, num_threads=num_threads)
+    return Interpreter
+
+
+def _interpreter(model_path=None, model_content=None, num_threads=None):
+    return _interpreter_class()(model_path=model_path, model_content=model_content,
+                                num_threads=num_threads)
 
 
 def _latency_ms(path, x_one, num_threads, repeats=200):
@@ -202,8 +207,7 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         difference| (dequantized), file size, batch-1 latency at one thread and all threads,
         the file's operators and whether it needs the Flex delegate.
     """
-    interpreter = _interpreter(model_path=tflite_path)
-    runner = litert_runner.Runner(interpreter)
+    interpreter, runner = litert_runner.open_model(_interpreter_class(), tflite_path)
     keras_correct = tflite_correct = agree = n = 0
     max_diff = 0.0
     first = None

@@ -257,7 +257,7 @@ def test_found09_corrupt_tflite_names_the_file(tiny_tflite, tmp_path):
                           ("garbage.tflite", b"not a flatbuffer at all" * 10)):
         bad = tmp_path / name
         bad.write_bytes(content)
-        with pytest.raises(ValueError, match=rf"`tflite_path`.*{name}.*TFLite flatbuffer"):
+        with pytest.raises(ValueError, match=rf"`tflite_path`.*TFLite flatbuffer.*Received: .*{name}"):
             kd.export.verify(model, str(bad), (X, Y), latency_repeats=1)
     with pytest.raises(FileNotFoundError, match=r"`tflite_path`.*absent.tflite"):
         kd.export.verify(model, str(tmp_path / "absent.tflite"), (X, Y))

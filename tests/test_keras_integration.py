@@ -245,5 +245,5 @@ def test_strategy_names_and_batch_sizes(monkeypatch):
     with pytest.raises(ValueError, match="exactly one"):
         kd.distribute.batch_sizes(mirrored)
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ValueError, match="Invalid TF_CONFIG"):
+    with pytest.raises(ValueError, match="environment variable `TF_CONFIG`"):
         kd.distribute.get_strategy("auto")
