@@ -201,7 +201,8 @@ class Distiller(keras.Model):
                 under a tf.distribute strategy (Keras' multi-step loop fails there): for
                 small students the per-step overhead of `fit` otherwise costs as much as the
                 arithmetic (benchmarks/train_throughput.py). Batch-level callbacks and the
-                progress bar then see every 64th step; epoch logs are unchanged.
+                progress bar then see every 64th step; epoch logs are unchanged. The compile
+                config stores the value given ("auto"), resolved again when reloaded.
             weighted_metrics, run_eagerly, jit_compile, auto_scale_loss: as in
                 `keras.Model.compile`.
 
@@ -218,6 +219,7 @@ class Distiller(keras.Model):
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
         distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        requested_steps = steps_per_execution  # stored as given: "auto" resolves per compile
         if steps_per_execution == "auto":
             steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
         elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
@@ -275,8 +277,8 @@ class Distiller(keras.Model):
             temperature=temperature,
             weighted_metrics=weighted_metrics,
             run_eagerly=run_eagerly,
-            steps_per_execution=steps_per_execution,
-            jit_compile=self.jit_compile,
+            steps_per_execution=requested_steps,
+            jit_compile=jit_compile,
         )
 
     def get_compile_config(self):
