@@ -1,9 +1,19 @@
-"""Files are written whole or not at all: to a temporary name beside them, then renamed."""
+"""Files are written whole or not at all: to a temporary name beside them, then renamed.
+
+Every operation goes through `tf.io.gfile`, so paths may be local or any filesystem
+TensorFlow knows (`gs://`, `s3://` with its plugin, `ram://`, ...).
+"""
 
 import contextlib
 import json
 import os
-import tempfile
+import uuid
+
+import tensorflow as tf
+
+
+def _is_url(path):
+    return "://" in path
 
 
 @contextlib.contextmanager
@@ -12,22 +22,23 @@ def atomic_path(path):
     `.weights.h5` or `.png` writers accept it), and renames it to `path` when the block
     succeeds. If the block raises, the temporary file is removed and `path` is untouched."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=f"-{os.path.basename(path)}")
-    os.close(fd)
+    if not _is_url(path):
+        path = os.path.abspath(path)
+    directory, name = os.path.split(path)
+    tf.io.gfile.makedirs(directory)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
 
 
 def write_bytes(path, data, mode="wb"):
     """Writes `data` (bytes, or text with `mode="w"`) to `path` atomically; returns `path`."""
     with atomic_path(path) as tmp:
-        with open(tmp, mode) as f:
+        with tf.io.gfile.GFile(tmp, mode) as f:
             f.write(data)
     return os.fspath(path)
 

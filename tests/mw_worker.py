@@ -64,6 +64,6 @@ np.savez(os.path.join(out, "weights.npz"), *student.get_weights())
 with open("/proc/self/status") as f:  # native threads (TensorFlow's included), Linux
     threads = next((int(line.split()[1]) for line in f if line.startswith("Threads:")), -1)
 with open(os.path.join(out, "report.json"), "w") as f:
-    json.dump({"history": history.history, "seen": seen, "chief": kd_callbacks.is_chief(),
+    json.dump({"history": history.history, "seen": seen, "chief": kd_callbacks.is_chief(strategy),
                "replicas": strategy.num_replicas_in_sync, "threads": threads,
                "steps": epochs * 2}, f)  # 32 examples in global batches of 16
