@@ -239,6 +239,13 @@ class Distiller(keras.Model):
         # None: sparse or categorical cross-entropy, chosen from the labels' shape at trace time
         self.student_loss_fn = checks.loss("student_loss_fn", student_loss_fn, _STUDENT_LOSSES)
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
+        ensemble_t = getattr(self.teacher, "temperature", None)  # TeacherEnsemble's own
+        if ensemble_t is not None and temperature is not None and ensemble_t != temperature:
+            raise ValueError(
+                f"Conflicting temperatures: the teacher ensemble has temperature={ensemble_t} "
+                f"but `compile` received temperature={temperature}. Set it in one place."
+            )
+        temperature = temperature or ensemble_t
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
             if own is not None and temperature is not None and own != temperature:
@@ -358,7 +365,11 @@ class Distiller(keras.Model):
 
     def teacher_logits(self, x):
         """The teacher's outputs for `x`, in inference mode and without gradient."""
-        return ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+        if isinstance(self.teacher, TeacherEnsemble):  # mixes distributions at our T
+            logits = self.teacher(x, training=False, temperature=self.temperature)
+        else:
+            logits = self.teacher(x, training=False)
+        return ops.stop_gradient(ops.cast(logits, "float32"))
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
