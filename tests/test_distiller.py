@@ -315,8 +315,30 @@ def test_mixed_precision_losses_stay_float32_and_exact(policy):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_recommended_policy_follows_the_hardware(tmp_path, monkeypatch):
+    from keras_kd import precision
+
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t\t: fpu sse2 avx2 avx512f\n")
+    assert precision._cpu_has_bf16(str(flags)) is False
+    flags.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert precision._cpu_has_bf16(str(flags)) is True
+    flags.write_text("flags\t\t: fpu amx_bf16 amx_tile\n")
+    assert precision._cpu_has_bf16(str(flags)) is True
+    assert precision._cpu_has_bf16(str(tmp_path / "absent")) is False
+    # This machine: no GPU, and bf16 exactly when /proc/cpuinfo lists it.
+    cpuinfo = open("/proc/cpuinfo").read()
+    has_bf16 = "avx512_bf16" in cpuinfo or "amx_bf16" in cpuinfo
+    assert precision.recommended_policy() == ("mixed_bfloat16" if has_bf16 else "float32")
+    for bf16, gpus, expected in ((False, [], "float32"), (True, [], "mixed_bfloat16"),
+                                 (True, ["GPU:0"], "mixed_float16")):
+        monkeypatch.setattr(precision, "_cpu_has_bf16", lambda bf16=bf16: bf16)
+        monkeypatch.setattr(tf.config, "list_physical_devices",
+                            lambda kind=None, gpus=gpus: gpus if kind == "GPU" else [])
+        assert precision.recommended_policy() == expected
+
+
 def test_precision_policy_names():
-    assert kd.precision.recommended_policy() in ("mixed_float16", "mixed_bfloat16", "float32")
     with pytest.raises(ValueError, match=r"argument `policy`.*Received: policy='fp8'"):
         kd.precision.enable("fp8")
 

@@ -145,3 +145,17 @@ def test_softened_keras_kl_equals_keras_kd_kl_until_keras_clips():
 def test_label_losses_are_refused_as_distillation_losses(loss):
     with pytest.raises(ValueError, match=r"`distillation_loss_fn`.*labels.*KLDivergence"):
         losses.get(loss)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 4.0, 20.0])
+def test_t_squared_gradient_claim(t):
+    """d/dz_s of T^2 KL(softmax(z_t/T) || softmax(z_s/T)) = T (softmax(z_s/T) - softmax(z_t/T))."""
+    student = tf.Variable(STUDENT)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(losses.KLDivergence(temperature=t).call(TEACHER, student))
+    gradient = tape.gradient(total, student).numpy()
+    p = np.exp(log_softmax_np(TEACHER.astype("float64") / t))
+    q = np.exp(log_softmax_np(STUDENT.astype("float64") / t))
+    np.testing.assert_allclose(gradient, t * (q - p), rtol=1e-4, atol=1e-6)
+    # T**2 keeps it from vanishing as T grows: it tends to (z_s - z_t, centred) / C
+    assert np.abs(gradient).max() > 0.05
