@@ -16,23 +16,45 @@ def _is_url(path):
     return "://" in path
 
 
+def _temporary(path):
+    """`(path, temporary name beside it)`; local paths made absolute."""
+    path = os.fspath(path)
+    if not _is_url(path):
+        path = os.path.abspath(path)
+    directory, name = os.path.split(path)
+    return path, os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path in `path`'s directory, ending like `path` (so `.keras`,
     `.weights.h5` or `.png` writers accept it), and renames it to `path` when the block
     succeeds. If the block raises, the temporary file is removed and `path` is untouched."""
-    path = os.fspath(path)
-    if not _is_url(path):
-        path = os.path.abspath(path)
-    directory, name = os.path.split(path)
-    tf.io.gfile.makedirs(directory)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex[:12]}-{name}")
+    path, tmp = _temporary(path)
+    tf.io.gfile.makedirs(os.path.dirname(tmp))
     try:
         yield tmp
         tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
         if tf.io.gfile.exists(tmp):
             tf.io.gfile.remove(tmp)
+
+
+def check_writable(argument, path):
+    """Raises a ValueError naming `argument` unless a file can be written beside `path`
+    (a probe file is created and removed; `path` itself is not touched)."""
+    path, probe = _temporary(path)
+    try:
+        tf.io.gfile.makedirs(os.path.dirname(probe))
+        with tf.io.gfile.GFile(probe, "wb") as f:
+            f.write(b"probe")  # GFile creates the file on its first write
+        tf.io.gfile.remove(probe)
+    except (OSError, tf.errors.OpError) as e:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a path where a file can be "
+            f"written. Received: {argument}={path!r} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160]})"
+        ) from None
 
 
 def write_bytes(path, data, mode="wb"):

@@ -106,8 +106,8 @@ class StudentCheckpoint(keras.callbacks.Callback):
             value = logs.get(self.monitor)
             if value is None:
                 raise ValueError(
-                    f"StudentCheckpoint: monitor={self.monitor!r} is not in the logs. "
-                    f"Available: {sorted(logs)}"
+                    "Invalid value for argument `monitor` of StudentCheckpoint. Expected one of "
+                    f"the logged keys {sorted(logs)}. Received: monitor={self.monitor!r}"
                 )
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
             if not better:

@@ -63,18 +63,20 @@ def classifier_model(argument, model):
     outputs = getattr(model, "outputs", None) or []
     if len(outputs) > 1:
         raise ValueError(
-            f"Invalid value for argument `{argument}`: '{model.name}' has {len(outputs)} outputs. "
-            "Expected a model with one output of logits (batch, num_classes); distil one head "
-            "by giving a model of that output, e.g. keras.Model(model.inputs, model.outputs[0])."
+            f"Invalid value for argument `{argument}`. Expected a model with one output of "
+            "logits (batch, num_classes); distil one head by giving a model of that output, "
+            "e.g. keras.Model(model.inputs, model.outputs[0]). Received: "
+            f"'{model.name}' has {len(outputs)} outputs"
         )
     last = model.layers[-1] if getattr(model, "layers", None) else None
     activation = getattr(last, "activation", None)
     if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
         raise ValueError(
-            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
-            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
-            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
-            "`classifier_activation=None` for keras.applications models)."
+            f"Invalid value for argument `{argument}`. Expected a model outputting logits "
+            "(the Distiller applies its own softmax at T): give the last layer no activation "
+            "(e.g. `keras.layers.Dense(num_classes)`, or `classifier_activation=None` for "
+            f"keras.applications models). Received: {argument} '{model.name}', whose last "
+            f"layer '{last.name}' applies a softmax"
         )
 
 
@@ -94,8 +96,8 @@ def same_inputs(student, teacher):
         mismatch = any(x is not None and y is not None and x != y for x, y in zip(a, b))
     if mismatch:
         raise ValueError(
-            "Invalid value for argument `teacher`: its input shape differs from the student's; "
-            "both models see the same batches. Expected teacher input shape "
+            "Invalid value for argument `teacher`: its input shape differs from the student's "
+            "and both models see the same batches. Expected teacher input shape "
             f"(None, {', '.join(map(str, a))}). Received: teacher '{teacher.name}' with input "
             f"shape (None, {', '.join(map(str, b))})"
         )
@@ -109,15 +111,16 @@ def logits_output(argument, name, outputs, check_sigmoid=True):
     """
     if isinstance(outputs, (list, tuple, dict)):
         raise ValueError(
-            f"Invalid value for argument `{argument}`: '{name}' returns {len(outputs)} outputs "
-            f"({type(outputs).__name__}). Expected one tensor of logits (batch, num_classes)."
+            f"Invalid value for argument `{argument}`. Expected one tensor of logits (batch, "
+            f"num_classes). Received: '{name}' returns {len(outputs)} outputs "
+            f"({type(outputs).__name__})"
         )
     values = np.asarray(outputs, dtype="float64")
     if values.ndim < 2:
         raise ValueError(
-            f"Invalid value for argument `{argument}`: '{name}' returns outputs of shape "
-            f"{values.shape}. Expected logits of shape (batch, num_classes); a binary "
-            "classifier has one logit: (batch, 1)."
+            f"Invalid value for argument `{argument}`. Expected logits of shape (batch, "
+            "num_classes); a binary classifier has one logit: (batch, 1). Received: "
+            f"'{name}' returns outputs of shape {values.shape}"
         )
     if values.shape[-1] > 1:
         probabilities = values.min() >= 0 and np.allclose(values.sum(-1), 1.0, atol=1e-3)
@@ -127,12 +130,24 @@ def logits_output(argument, name, outputs, check_sigmoid=True):
         what = "every output of its one unit is in [0, 1], as from a sigmoid"
     if probabilities:
         raise ValueError(
-            f"Invalid value for argument `{argument}`: '{name}' outputs probabilities (on the "
-            f"first batch {what}), but the Distiller expects logits. Remove the final "
-            "softmax/sigmoid (a Dense layer with no activation, `classifier_activation=None` "
-            "for keras.applications models) or give a model of its pre-activation output."
+            f"Invalid value for argument `{argument}`. Expected logits (the Distiller applies "
+            "its own softmax at T): remove the final softmax/sigmoid (a Dense layer with no "
+            "activation, `classifier_activation=None` for keras.applications models) or give "
+            f"a model of its pre-activation output. Received: '{name}', which outputs "
+            f"probabilities (on the first batch {what})"
         )
     return values
+
+
+def label_shape(y_shape, logits_shape):
+    """Refuses labels that are neither sparse `(batch,)`/`(batch, 1)` nor one-hot like the
+    logits `(batch, num_classes)`."""
+    if len(y_shape) == len(logits_shape) and y_shape[-1] not in (1, None, logits_shape[-1]):
+        raise ValueError(
+            "Invalid value for argument `y`. Expected sparse labels (batch,) or one-hot "
+            f"labels like the student's outputs {tuple(logits_shape)}: labels match neither. "
+            f"Received: y of shape {tuple(y_shape)}"
+        )
 
 
 def labels_in_range(y, num_classes):

@@ -222,10 +222,11 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
     y_train, y_test, num_classes = _labels(y_train, y_test)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        name = "y_train" if len(x_train) != len(y_train) else "y_test"
         raise ValueError(
-            "Invalid arrays: x and y differ in length. Received: "
-            f"x_train={len(x_train)}, y_train={len(y_train)}, x_test={len(x_test)}, "
-            f"y_test={len(y_test)}"
+            f"Invalid value for argument `{name}`. Expected one label per example: x and y "
+            f"differ in length. Received: x_train={len(x_train)}, y_train={len(y_train)}, "
+            f"x_test={len(x_test)}, y_test={len(y_test)} examples"
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)

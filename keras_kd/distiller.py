@@ -135,8 +135,8 @@ class Distiller(keras.Model):
         checks.classifier_model("teacher", teacher)
         if not teacher.built:
             raise ValueError(
-                "Invalid value for argument `teacher`: the teacher must be a trained model, "
-                f"but '{teacher.name}' is not built (it has no weights yet)."
+                "Invalid value for argument `teacher`. Expected a trained, built keras.Model. "
+                f"Received: teacher '{teacher.name}', not built (it has no weights yet)"
             )
         if student is teacher:
             raise ValueError(
@@ -211,11 +211,16 @@ class Distiller(keras.Model):
         """
         if "loss" in kwargs:
             raise ValueError(
-                "The Distiller takes no `loss` argument: pass the hard-label loss as "
-                f"`student_loss_fn`. Received: loss={kwargs['loss']!r}"
+                "Invalid argument `loss`: the Distiller composes its own loss. Expected the "
+                "hard-label loss as `student_loss_fn`. Received: "
+                f"loss={kwargs['loss']!r}"
             )
         if kwargs:
-            raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
+            received = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+            raise ValueError(
+                "Invalid keyword argument for `Distiller.compile`. Expected only its documented "
+                f"arguments. Received: {received}"
+            )
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
         distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
@@ -242,16 +247,18 @@ class Distiller(keras.Model):
         ensemble_t = getattr(self.teacher, "temperature", None)  # TeacherEnsemble's own
         if ensemble_t is not None and temperature is not None and ensemble_t != temperature:
             raise ValueError(
-                f"Conflicting temperatures: the teacher ensemble has temperature={ensemble_t} "
-                f"but `compile` received temperature={temperature}. Set it in one place."
+                "Invalid value for argument `temperature`: the teacher ensemble has "
+                f"temperature={ensemble_t}. Expected the same value or None (set it in one "
+                f"place). Received: temperature={temperature}"
             )
         temperature = temperature or ensemble_t
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
             if own is not None and temperature is not None and own != temperature:
                 raise ValueError(
-                    "Conflicting temperatures: `distillation_loss_fn` has temperature="
-                    f"{own} but `compile` received temperature={temperature}. Set it in one place."
+                    "Invalid value for argument `temperature`: `distillation_loss_fn` has "
+                    f"temperature={own}. Expected the same value or None (set it in one "
+                    f"place). Received: temperature={temperature}"
                 )
             temperature = temperature or own or DEFAULT_TEMPERATURE
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
@@ -314,10 +321,7 @@ class Distiller(keras.Model):
             if y_rank == logit_rank and y.shape[-1] == student_logits.shape[-1]:
                 loss_fn = keras.losses.categorical_crossentropy
             elif y_rank == logit_rank and y.shape[-1] not in (1, None):
-                raise ValueError(
-                    f"Labels of shape {tuple(y.shape)} match neither sparse labels (batch,) "
-                    f"nor one-hot labels like the student's outputs {tuple(student_logits.shape)}."
-                )
+                checks.label_shape(tuple(y.shape), tuple(student_logits.shape))
             else:
                 loss_fn = keras.losses.sparse_categorical_crossentropy
             return loss_fn(y, student_logits, from_logits=True)
@@ -451,6 +455,7 @@ class Distiller(keras.Model):
                 f"{teacher.shape}, student outputs of shape {student.shape}"
             )
         if y is not None:
+            checks.label_shape(tuple(y.shape), student.shape)
             checks.labels_in_range(y, max(2, student.shape[-1]))
 
     def _check_labels_given(self, y):

@@ -48,7 +48,7 @@ def _check(quantization, representative_data, max_samples):
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "Invalid value for argument `representative_data`: quantization='int8' calibrates "
-            "activation ranges and needs example inputs (numpy array, (x, y) or tf.data "
+            "activation ranges. Expected example inputs (numpy array, (x, y) or tf.data "
             "dataset). Received: representative_data=None"
         )
     checks.positive_int("max_calibration_samples", max_samples)
@@ -145,9 +145,10 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     """
     import keras_kd
 
+    path = os.fspath(path)
+    atomic.check_writable("path", path)
     flatbuffer = convert(model, quantization, representative_data, max_calibration_samples,
                          int8_io, allow_tf_ops)
-    path = os.fspath(path)
     atomic.write_bytes(path, flatbuffer)
     num_classes = int(model.outputs[0].shape[-1])
     names = list(class_names or (splits.class_names if splits else None)

@@ -160,10 +160,11 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None)
         )
     if not is_deterministic(dataset):
         raise ValueError(
-            "Invalid value for argument `dataset`: it yields different data on each pass "
-            f"(shuffled or randomly augmented: {_random_ops(dataset) or 'passes differ'}), so "
-            "teacher outputs cannot be cached. Cache before `shuffle`/augmentation (and pass "
-            "`shuffle_buffer`), or train with the live teacher."
+            "Invalid value for argument `dataset`: it yields different data on each pass, so "
+            "teacher outputs cannot be cached. Expected a deterministic dataset: cache before "
+            "`shuffle`/augmentation (and pass `shuffle_buffer`), or train with the live "
+            "teacher. Received: a dataset that is shuffled or randomly augmented "
+            f"({_random_ops(dataset) or 'two passes differ'})"
         )
     if isinstance(teacher, TeacherEnsemble) and teacher.mode == "probabilities" and (
         teacher.temperature is None

@@ -55,7 +55,7 @@ def get(identifier):
             "integer or 0/1 labels, not with the teacher's outputs. Expected a keras_kd loss "
             "such as keras_kd.losses.KLDivergence() (one-logit binary models included) or a "
             f"Keras probability loss such as keras.losses.KLDivergence(). Received: "
-            f"distillation_loss_fn={loss!r}"
+            f"distillation_loss_fn={getattr(loss, '__name__', type(loss).__name__)}"
         )
     return loss
 
