@@ -4,6 +4,7 @@ import numbers
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def one_of(argument, value, choices, alternatives=""):
@@ -164,3 +165,58 @@ def labels_in_range(y, num_classes):
             f"[0, {num_classes - 1}] for {num_classes} classes. Received: labels from {low} to "
             f"{high} in the first batch"
         )
+
+
+# ------------------------------------------------------------------------------ first batch
+def peek(iterator):
+    """The first batch `fit`/`evaluate` will see, read without advancing `iterator`.
+
+    Reads arrays and `tf.data` datasets only; `None` for inputs that cannot be read twice
+    (Python generators) or are already distributed.
+    """
+    adapter = getattr(iterator, "data_adapter", None)
+    kind = type(adapter).__name__
+    if kind == "ArrayDataAdapter":
+        size = adapter._batch_size
+        return tf.nest.map_structure(lambda a: a if a is None else a[:size], adapter._inputs)
+    if kind == "TFDatasetAdapter":
+        dataset = adapter.get_tf_dataset()
+        if isinstance(dataset, tf.data.Dataset):
+            for batch in dataset.take(1):
+                return batch
+            raise ValueError(
+                "Invalid value for argument `x`. Expected a dataset with at least one batch. "
+                "Received: an empty tf.data.Dataset"
+            )
+    return None
+
+
+def first_batch(student, teacher, x, y, cached_teacher_logits=None):
+    """Runs both models once, eagerly, on a first batch and refuses what would otherwise
+    train silently wrong: an empty batch, probability outputs (a softmax anywhere: in an
+    ensemble member, a nested model or `call`; a sigmoid teacher), several outputs, teacher
+    and student class counts that differ, labels of the wrong shape or out of range.
+
+    Calling the student here also builds a subclassed student before its variables are read.
+    """
+    if not tf.nest.flatten(x) or int(tf.nest.flatten(x)[0].shape[0]) == 0:
+        raise ValueError(
+            "Invalid value for argument `x`. Expected at least one example. "
+            "Received: an empty dataset"
+        )
+    s = logits_output("student", student.name, student(x, training=False), check_sigmoid=False)
+    if cached_teacher_logits is None:
+        for member in getattr(teacher, "teachers", [teacher]):  # a TeacherEnsemble's members
+            t = logits_output("teacher", member.name, member(x, training=False))
+    else:
+        t = np.asarray(cached_teacher_logits)
+    if t.shape[-1] != s.shape[-1]:
+        raise ValueError(
+            f"Invalid value for argument `teacher`: it outputs {t.shape[-1]} logits per "
+            f"example and the student '{student.name}' {s.shape[-1]}. Expected the same "
+            f"number of classes. Received: teacher outputs of shape {t.shape}, student "
+            f"outputs of shape {s.shape}"
+        )
+    if y is not None:
+        label_shape(tuple(y.shape), s.shape)
+        labels_in_range(y, max(2, s.shape[-1]))

@@ -4,7 +4,6 @@ import numbers
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -37,29 +36,6 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
-
-
-def _first_batch(iterator):
-    """The first batch `fit`/`evaluate` will see, read without advancing `iterator`.
-
-    Reads arrays and `tf.data` datasets only; `None` for inputs that cannot be read twice
-    (Python generators) or are already distributed.
-    """
-    adapter = getattr(iterator, "data_adapter", None)
-    kind = type(adapter).__name__
-    if kind == "ArrayDataAdapter":
-        size = adapter._batch_size
-        return tf.nest.map_structure(lambda a: a if a is None else a[:size], adapter._inputs)
-    if kind == "TFDatasetAdapter":
-        dataset = adapter.get_tf_dataset()
-        if isinstance(dataset, tf.data.Dataset):
-            for batch in dataset.take(1):
-                return batch
-            raise ValueError(
-                "Invalid value for argument `x`. Expected a dataset with at least one batch. "
-                "Received: an empty tf.data.Dataset"
-            )
-    return None
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -244,7 +220,7 @@ class Distiller(keras.Model):
         # None: sparse or categorical cross-entropy, chosen from the labels' shape at trace time
         self.student_loss_fn = checks.loss("student_loss_fn", student_loss_fn, _STUDENT_LOSSES)
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
-        ensemble_t = getattr(self.teacher, "temperature", None)  # TeacherEnsemble's own
+        ensemble_t = self.teacher.temperature if isinstance(self.teacher, TeacherEnsemble) else None
         if ensemble_t is not None and temperature is not None and ensemble_t != temperature:
             raise ValueError(
                 "Invalid value for argument `temperature`: the teacher ensemble has "
@@ -421,42 +397,12 @@ class Distiller(keras.Model):
         return distribute.step_logs(self.distribute_strategy, logs)
 
     def _check_first_batch(self, batch):
-        """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`.
-
-        This builds a subclassed student before its variables are read, and refuses what
-        would otherwise train silently wrong: probability outputs (a softmax anywhere, in an
-        ensemble member, a nested model or `call`), several outputs, teacher and student
-        class counts that differ, labels out of range, or no labels with `alpha > 0`.
-        """
+        """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`: see
+        `keras_kd.checks.first_batch` (this also builds a subclassed student)."""
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
         x, cached = split_cached(x)
-        if not tf.nest.flatten(x) or int(tf.nest.flatten(x)[0].shape[0]) == 0:
-            raise ValueError(
-                "Invalid value for argument `x`. Expected at least one example. "
-                "Received: an empty dataset"
-            )
         self._check_labels_given(y)
-        student = checks.logits_output(
-            "student", self.student.name, self.student(x, training=False), check_sigmoid=False
-        )
-        if cached is None:
-            members = getattr(self.teacher, "teachers", [self.teacher])
-            for member in members:
-                teacher = checks.logits_output(
-                    "teacher", member.name, member(x, training=False)
-                )
-        else:
-            teacher = np.asarray(cached)
-        if teacher.shape[-1] != student.shape[-1]:
-            raise ValueError(
-                f"Invalid value for argument `teacher`: it outputs {teacher.shape[-1]} logits "
-                f"per example and the student '{self.student.name}' {student.shape[-1]}. "
-                f"Expected the same number of classes. Received: teacher outputs of shape "
-                f"{teacher.shape}, student outputs of shape {student.shape}"
-            )
-        if y is not None:
-            checks.label_shape(tuple(y.shape), student.shape)
-            checks.labels_in_range(y, max(2, student.shape[-1]))
+        checks.first_batch(self.student, self.teacher, x, y, cached)
 
     def _check_labels_given(self, y):
         if y is None and self.alpha > 0:
@@ -478,7 +424,7 @@ class Distiller(keras.Model):
         return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        batch = data_batch if data_batch is not None else _first_batch(iterator)
+        batch = data_batch if data_batch is not None else checks.peek(iterator)
         if batch is not None:
             self._check_first_batch(batch)
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
