@@ -130,6 +130,7 @@ class Distiller(keras.Model):
         self.temperature = DEFAULT_TEMPERATURE
         self.student_loss_fn = None
         self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
+        self._checked_a_batch = False
         if student.built:
             self.built = True
 
@@ -399,6 +400,8 @@ class Distiller(keras.Model):
     def _check_first_batch(self, batch):
         """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`: see
         `keras_kd.checks.first_batch` (this also builds a subclassed student)."""
+        if batch is None:  # an input that cannot be read twice (a Python generator)
+            return
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
         x, cached = split_cached(x)
         self._check_labels_given(y)
@@ -424,9 +427,13 @@ class Distiller(keras.Model):
         return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        batch = data_batch if data_batch is not None else checks.peek(iterator)
-        if batch is not None:
-            self._check_first_batch(batch)
+        # fit/evaluate: check each call's first batch; train_on_batch/test_on_batch: the
+        # first call only (an eager pass of both models on every batch would double the cost)
+        if data_batch is None:
+            self._check_first_batch(checks.peek(iterator))
+        elif not self._checked_a_batch:
+            self._check_first_batch(data_batch)
+        self._checked_a_batch = True
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
         if self._distribute_strategy is None or iterator is None or data_batch is not None:

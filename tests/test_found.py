@@ -378,3 +378,14 @@ def test_found13_identical_members_equal_the_single_teacher():
     mixed = evaluate(frozen(student, ensemble, alpha=0.2, temperature=4.0), X, Y)
     for key in single:
         np.testing.assert_allclose(mixed[key], single[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_found02_unbuilt_subclassed_student_trains_on_batch():
+    teacher = make_teacher()
+    student = SubclassedStudent()
+    distiller = kd.Distiller(student, teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0)
+    first = distiller.train_on_batch(X, Y, return_dict=True)["loss"]
+    for _ in range(3):
+        last = distiller.train_on_batch(X, Y, return_dict=True)["loss"]
+    assert student.built and last < first
