@@ -243,7 +243,7 @@ class Distiller(keras.Model):
             if temperature is not None:
                 warnings.warn(
                     f"temperature={temperature} is not used by distillation_loss_fn="
-                    f"{getattr(distillation_loss_fn, 'name', distillation_loss_fn)!r}, which "
+                    f"{getattr(distillation_loss_fn, 'name', None) or distillation_loss_fn!r}, which "
                     "applies no temperature; it is recorded as temperature=None.",
                     stacklevel=2,
                 )
