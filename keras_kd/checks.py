@@ -206,17 +206,18 @@ def first_batch(student, teacher, x, y, cached_teacher_logits=None):
         )
     s = logits_output("student", student.name, student(x, training=False), check_sigmoid=False)
     if cached_teacher_logits is None:
-        for member in getattr(teacher, "teachers", [teacher]):  # a TeacherEnsemble's members
-            t = logits_output("teacher", member.name, member(x, training=False))
+        members = getattr(teacher, "teachers", [teacher])  # a TeacherEnsemble's members
+        outputs = {m.name: logits_output("teacher", m.name, m(x, training=False)) for m in members}
     else:
-        t = np.asarray(cached_teacher_logits)
-    if t.shape[-1] != s.shape[-1]:
-        raise ValueError(
-            f"Invalid value for argument `teacher`: it outputs {t.shape[-1]} logits per "
-            f"example and the student '{student.name}' {s.shape[-1]}. Expected the same "
-            f"number of classes. Received: teacher outputs of shape {t.shape}, student "
-            f"outputs of shape {s.shape}"
-        )
+        outputs = {"cached teacher logits": np.asarray(cached_teacher_logits)}
+    for name, t in outputs.items():
+        if t.shape[-1] != s.shape[-1]:
+            raise ValueError(
+                f"Invalid value for argument `teacher`: '{name}' outputs {t.shape[-1]} logits "
+                f"per example and the student '{student.name}' {s.shape[-1]}. Expected the "
+                f"same number of classes. Received: teacher outputs of shape {t.shape}, "
+                f"student outputs of shape {s.shape}"
+            )
     if y is not None:
         label_shape(tuple(y.shape), s.shape)
         labels_in_range(y, max(2, s.shape[-1]))

@@ -144,6 +144,8 @@ CASES = [
      ValueError, "y", f"y of shape (8, {C + 3})"),
     ("class counts differ", lambda p: fit(distiller(teacher=dense(C + 1, "five"))), ValueError,
      "teacher", f"(8, {C + 1})"),
+    ("ensemble member with other classes", lambda p: fit(distiller(teacher=[
+        make_teacher(train=False), dense(C + 2, "six")])), ValueError, "teacher", "'six' outputs 6"),
     ("teacher outputs probabilities", lambda p: fit(distiller(teacher=probability_teacher())),
      ValueError, "teacher", "'prob_teacher'"),
     ("no labels with alpha > 0", lambda p: fit(distiller(alpha=0.3), y=None), ValueError, "alpha",
