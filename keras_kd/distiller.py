@@ -2,6 +2,7 @@
 
 import numbers
 import warnings
+import weakref
 
 import keras
 import tensorflow as tf
@@ -36,6 +37,10 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
+
+
+def _nothing():
+    return None
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -131,6 +136,7 @@ class Distiller(keras.Model):
         self.student_loss_fn = None
         self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
         self._checked_a_batch = False
+        self._checked_input = _nothing  # weak reference to the last input checked
         if student.built:
             self.built = True
 
@@ -427,11 +433,14 @@ class Distiller(keras.Model):
         return results
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # fit/evaluate: check each call's first batch; train_on_batch/test_on_batch: the
-        # first call only (an eager pass of both models on every batch would double the cost)
-        if data_batch is None:
+        # fit/evaluate: each new input's first batch (fit's validation data, evaluated every
+        # epoch through one cached iterator, once); train_on_batch/test_on_batch: the first
+        # call only (an eager pass of both models on every batch would double the cost)
+        adapter = getattr(iterator, "data_adapter", None)
+        if data_batch is None and (adapter is None or self._checked_input() is not adapter):
             self._check_first_batch(checks.peek(iterator))
-        elif not self._checked_a_batch:
+            self._checked_input = weakref.ref(adapter) if adapter is not None else _nothing
+        elif data_batch is not None and not self._checked_a_batch:
             self._check_first_batch(data_batch)
         self._checked_a_batch = True
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see

@@ -389,3 +389,16 @@ def test_found02_unbuilt_subclassed_student_trains_on_batch():
     for _ in range(3):
         last = distiller.train_on_batch(X, Y, return_dict=True)["loss"]
     assert student.built and last < first
+
+
+def test_first_batch_check_runs_once_per_fit_input():
+    teacher, student = make_teacher(counter=True), make_student(counter=True)
+    distiller = kd.Distiller(student, teacher)
+    distiller.compile(optimizer="sgd")
+    calls = teacher.layers[1].calls.numpy()
+    # 3 epochs x 5 training steps, 3 x 1 validation steps; the first-batch check runs each
+    # model once on the training data and once on the validation data, not every epoch.
+    distiller.fit(X, Y, batch_size=8, epochs=3, validation_data=(X, Y), validation_batch_size=N,
+                  verbose=0)
+    assert teacher.layers[1].calls.numpy() - calls == 15 + 3 + 2
+    assert student.layers[1].calls.numpy() == 15 + 3 + 2
