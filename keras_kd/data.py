@@ -96,6 +96,23 @@ def numpy_batches(data, limit=None):
             return
 
 
+def class_indices(y):
+    """Integer class labels `(N,)` from labels `(N,)`, `(N, 1)` (keras.datasets' CIFAR
+    layout) or one-hot / soft `(N, C)` rows (their argmax)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(-1)
+    return y.reshape(-1).astype("int64")
+
+
+def predicted_classes(logits):
+    """Top-1 classes `(N,)` of logits `(N, C)`; a one-logit binary model predicts `logit > 0`."""
+    logits = np.asarray(logits)
+    if logits.shape[-1] == 1:
+        return (logits[:, 0] > 0).astype("int64")
+    return logits.argmax(-1)
+
+
 def _to_arrays(dataset, limit):
     x, y = zip(*numpy_batches(dataset, limit))
     return np.concatenate(x), np.concatenate(y)
@@ -175,25 +192,57 @@ def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
+def _labels(y_train, y_test):
+    """`(y_train, y_test, num_classes)`: int64 class indices, or float32 one-hot/soft rows."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if y_train.ndim == 2 and y_train.shape[1] > 1:  # one-hot or soft labels
+        for name, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.ndim != 2 or y.shape[1] != y_train.shape[1] or y.min() < 0 or not np.allclose(
+                y.sum(-1), 1.0, atol=1e-3
+            ):
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected one-hot or soft labels of "
+                    f"shape (N, {y_train.shape[1]}) with non-negative rows summing to 1, like "
+                    f"y_train. Received: {name} of shape {y.shape}, min {y.min():g}, row sums "
+                    f"from {y.sum(-1).min():g} to {y.sum(-1).max():g}"
+                )
+        return y_train.astype("float32"), y_test.astype("float32"), int(y_train.shape[1])
+    labels = []
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(-1)
+        if y.ndim != 1 or (y.size and (y.min() < 0 or not np.all(np.mod(y, 1) == 0))):
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected integer class labels >= 0 of "
+                "shape (N,) or (N, 1), or one-hot rows (N, C). Received: "
+                f"{name} of shape {y.shape} and dtype {y.dtype}"
+            )
+        labels.append(y.astype("int64"))
+    num_classes = int(max(labels[0].max(initial=0), labels[1].max(initial=0))) + 1
+    return labels[0], labels[1], num_classes
+
+
 def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None):
     """Builds `DataSplits` from `((x_train, y_train), (x_test, y_test))` numpy arrays.
 
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
-    (N, H, W) images get a channel axis.
+    (N, H, W) images get a channel axis. Labels are integer classes `(N,)` or `(N, 1)`
+    (flattened to int64; `num_classes = max + 1`), or one-hot / soft labels `(N, C)` whose
+    rows are non-negative and sum to 1 (kept as float32; `num_classes = C`).
     """
     batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
-    y_train, y_test = np.asarray(y_train).astype("int64"), np.asarray(y_test).astype("int64")
+    y_train, y_test, num_classes = _labels(y_train, y_test)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        name = "y_train" if len(x_train) != len(y_train) else "y_test"
         raise ValueError(
-            "Invalid arrays: x and y differ in length. Received: "
-            f"x_train={len(x_train)}, y_train={len(y_train)}, x_test={len(x_test)}, "
-            f"y_test={len(y_test)}"
+            f"Invalid value for argument `{name}`. Expected one label per example: x and y "
+            f"differ in length. Received: x_train={len(x_train)}, y_train={len(y_train)}, "
+            f"x_test={len(x_test)}, y_test={len(y_test)} examples"
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
@@ -211,6 +260,20 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         train_size=len(x_train),
         test_size=len(x_test),
     )
+
+
+def _supervised_keys(name, info):
+    """`(image_key, label_key)` of a TFDS dataset: the builder's own `supervised_keys`
+    (what `as_supervised=True` returns), e.g. `("image", "label")` for cifar10, whose first
+    feature is `"id"`."""
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+        raise ValueError(
+            f"Invalid value for argument `source`. Expected a TFDS dataset with supervised keys "
+            f"(input, label), as image-classification datasets have. Received: source={name!r} "
+            f"with supervised_keys={keys!r}"
+        )
+    return keys
 
 
 def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
@@ -244,14 +307,14 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
             "keras.datasets layout instead, e.g. keras_kd.data.load('path/to/mnist.npz') or "
             "`keras-kd ... --data path/to/mnist.npz`, or 'digits' (bundled with scikit-learn)."
         ) from e
-    image_key = next(k for k, f in info.features.items() if k != "label")
+    image_key, label_key = _supervised_keys(name, info)
     dtype = info.features[image_key].dtype
     scale = _scale_for(dtype.as_numpy_dtype if hasattr(dtype, "as_numpy_dtype") else dtype)
 
     def normalize(x, y):
         return tf.cast(x, tf.float32) * scale, tf.cast(y, tf.int64)
 
-    label = info.features["label"]
+    label = info.features[label_key]
     sizes = {}
     for split in ("train", "test"):
         try:

@@ -2,6 +2,7 @@
 
 import numbers
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -28,24 +29,8 @@ _STUDENT_LOSSES = {
         from_logits=True
     ),
     "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(from_logits=True),
+    "binary_crossentropy": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
 }
-
-
-def _check_logits_model(model, argument):
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
-            f"Received: {argument}={model!r}"
-        )
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    activation = getattr(last, "activation", None)
-    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
-        raise ValueError(
-            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
-            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
-            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
-            "`classifier_activation=None` for keras.applications models)."
-        )
 
 
 def _steps_per_execution_for(steps_per_epoch, current):
@@ -75,6 +60,10 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
+
+
+def _nothing():
+    return None
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -112,6 +101,16 @@ class Distiller(keras.Model):
     `alpha` follows the keras.io convention: it weighs the *hard-label* loss. Some texts
     (e.g. write-ups that weigh the soft loss by alpha) use the opposite convention.
 
+    Unlabelled transfer sets (`fit(x)` with no `y`, Hinton et al.'s setting) need `alpha=0`:
+    the loss is then the distillation loss alone, `hard_loss` is logged as 0 and the compiled
+    metrics, which need labels, are not logged.
+
+    On the first batch of every `fit`/`evaluate` (arrays or `tf.data` input), both models run
+    once eagerly: this builds a subclassed student, and refuses teachers or students whose
+    outputs are probabilities (rows non-negative summing to 1, or a one-logit teacher's
+    outputs all in [0, 1]), several outputs, class counts that differ and integer labels
+    out of range, each with an error naming the model.
+
     Args:
         student: the `keras.Model` to train; it must output logits (no softmax).
         teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
@@ -144,15 +143,20 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
-        _check_logits_model(student, "student")
-        _check_logits_model(teacher, "teacher")
+        checks.classifier_model("student", student)
+        checks.classifier_model("teacher", teacher)
         if not teacher.built:
             raise ValueError(
-                "Invalid value for argument `teacher`: the teacher must be a trained model, "
-                f"but '{teacher.name}' is not built (it has no weights yet)."
+                "Invalid value for argument `teacher`. Expected a trained, built keras.Model. "
+                f"Received: teacher '{teacher.name}', not built (it has no weights yet)"
             )
         if student is teacher:
-            raise ValueError("Arguments `student` and `teacher` must be different models.")
+            raise ValueError(
+                "Invalid value for argument `teacher`. Expected a model other than the student "
+                f"(the teacher stays frozen while the student trains). Received: teacher="
+                f"student='{student.name}'"
+            )
+        checks.same_inputs(student, teacher)
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
@@ -168,6 +172,8 @@ class Distiller(keras.Model):
         self.temperature = DEFAULT_TEMPERATURE
         self.student_loss_fn = None
         self.distillation_loss_fn = kd_losses.KLDivergence(temperature=self.temperature)
+        self._checked_a_batch = False
+        self._checked_input = _nothing  # weak reference to the last input checked
         if student.built:
             self.built = True
 
@@ -193,22 +199,30 @@ class Distiller(keras.Model):
             metrics: metrics of the student's logits against the labels (e.g. `["accuracy"]`).
             student_loss_fn: hard-label loss: a `keras.losses.Loss`, a function returning one
                 value per example, or `"sparse_categorical_crossentropy"` /
-                `"categorical_crossentropy"` (both taken `from_logits=True`). `None` picks
-                sparse or categorical cross-entropy on logits from the labels' shape.
+                `"categorical_crossentropy"` / `"binary_crossentropy"` (all taken
+                `from_logits=True`). `None` picks sparse or categorical cross-entropy on
+                logits from the labels' shape, or binary cross-entropy on logits for a
+                one-logit student (0/1 labels; for its accuracy use
+                `keras.metrics.BinaryAccuracy(threshold=0.0)`: the outputs are logits).
             distillation_loss_fn: a `keras_kd.losses` loss (or name: `"kl_divergence"`,
-                `"soft_target_crossentropy"`, `"logits_mse"`), or any
-                `(teacher_logits, student_logits) -> per-example loss`. Default:
-                `keras_kd.losses.KLDivergence()` (times `T**2`).
+                `"soft_target_crossentropy"`, `"logits_mse"`), a Keras probability loss such
+                as `keras.losses.KLDivergence()` (applied to both models' softmax at `T`,
+                times `T**2`: see `keras_kd.losses.SoftenedKerasLoss`), or any
+                `(teacher_logits, student_logits) -> per-example loss` on raw logits.
+                Default: `keras_kd.losses.KLDivergence()` (times `T**2`).
             alpha: weight in [0, 1] of the hard-label loss; `1 - alpha` weighs the
                 distillation loss. Default 0.1.
             temperature: softening temperature `T > 0` for temperature losses. `None` keeps
-                the loss's own temperature, or 4.0 if it has none.
+                the loss's own temperature, or 4.0 if it has none. A loss that applies no
+                temperature (`logits_mse`, a plain callable) records `temperature=None`
+                (with a warning if one was given).
             steps_per_execution: training steps per call into TensorFlow. `"auto"` (default)
                 runs `AUTO_STEPS_PER_EXECUTION` (64) steps per call, 1 when `run_eagerly` or
                 under a tf.distribute strategy (Keras' multi-step loop fails there): for
                 small students the per-step overhead of `fit` otherwise costs as much as the
                 arithmetic (benchmarks/train_throughput.py). Batch-level callbacks and the
-                progress bar then see every 64th step; epoch logs are unchanged.
+                progress bar then see every 64th step; epoch logs are unchanged. The compile
+                config stores the value given ("auto"), resolved again when reloaded.
             weighted_metrics, run_eagerly, jit_compile, auto_scale_loss: as in
                 `keras.Model.compile`.
 
@@ -217,15 +231,21 @@ class Distiller(keras.Model):
         """
         if "loss" in kwargs:
             raise ValueError(
-                "The Distiller takes no `loss` argument: pass the hard-label loss as "
-                f"`student_loss_fn`. Received: loss={kwargs['loss']!r}"
+                "Invalid argument `loss`: the Distiller composes its own loss. Expected the "
+                "hard-label loss as `student_loss_fn`. Received: "
+                f"loss={kwargs['loss']!r}"
             )
         if kwargs:
-            raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
+            received = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+            raise ValueError(
+                "Invalid keyword argument for `Distiller.compile`. Expected only its documented "
+                f"arguments. Received: {received}"
+            )
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
         distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
         self._auto_steps_per_execution = steps_per_execution == "auto"
+        requested_steps = steps_per_execution  # stored as given: "auto" resolves per compile
         if steps_per_execution == "auto":
             steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
         elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
@@ -245,15 +265,33 @@ class Distiller(keras.Model):
         # None: sparse or categorical cross-entropy, chosen from the labels' shape at trace time
         self.student_loss_fn = checks.loss("student_loss_fn", student_loss_fn, _STUDENT_LOSSES)
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
+        ensemble_t = self.teacher.temperature if isinstance(self.teacher, TeacherEnsemble) else None
+        if ensemble_t is not None and temperature is not None and ensemble_t != temperature:
+            raise ValueError(
+                "Invalid value for argument `temperature`: the teacher ensemble has "
+                f"temperature={ensemble_t}. Expected the same value or None (set it in one "
+                f"place). Received: temperature={temperature}"
+            )
+        temperature = temperature or ensemble_t
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
             if own is not None and temperature is not None and own != temperature:
                 raise ValueError(
-                    "Conflicting temperatures: `distillation_loss_fn` has temperature="
-                    f"{own} but `compile` received temperature={temperature}. Set it in one place."
+                    "Invalid value for argument `temperature`: `distillation_loss_fn` has "
+                    f"temperature={own}. Expected the same value or None (set it in one "
+                    f"place). Received: temperature={temperature}"
                 )
             temperature = temperature or own or DEFAULT_TEMPERATURE
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
+        else:
+            if temperature is not None:
+                warnings.warn(
+                    f"temperature={temperature} is not used by distillation_loss_fn="
+                    f"{getattr(distillation_loss_fn, 'name', None) or distillation_loss_fn!r}, which "
+                    "applies no temperature; it is recorded as temperature=None.",
+                    stacklevel=2,
+                )
+            temperature = None
         self.temperature = temperature
         self.distillation_loss_fn = distillation_loss_fn
         super().compile(
@@ -274,8 +312,8 @@ class Distiller(keras.Model):
             temperature=temperature,
             weighted_metrics=weighted_metrics,
             run_eagerly=run_eagerly,
-            steps_per_execution=steps_per_execution,
-            jit_compile=self.jit_compile,
+            steps_per_execution=requested_steps,
+            jit_compile=jit_compile,
         )
 
     def get_compile_config(self):
@@ -307,15 +345,16 @@ class Distiller(keras.Model):
     # ----------------------------------------------------------------- losses
     def _hard_losses(self, y, student_logits):
         loss_fn = self.student_loss_fn
+        if student_logits.shape[-1] == 1:  # one-logit binary: 0/1 labels as a (batch, 1) column
+            y = ops.reshape(ops.cast(y, "float32"), (-1, 1))
+            if loss_fn is None:
+                return keras.losses.binary_crossentropy(y, student_logits, from_logits=True)
         if loss_fn is None:
             y_rank, logit_rank = len(y.shape), len(student_logits.shape)
             if y_rank == logit_rank and y.shape[-1] == student_logits.shape[-1]:
                 loss_fn = keras.losses.categorical_crossentropy
             elif y_rank == logit_rank and y.shape[-1] not in (1, None):
-                raise ValueError(
-                    f"Labels of shape {tuple(y.shape)} match neither sparse labels (batch,) "
-                    f"nor one-hot labels like the student's outputs {tuple(student_logits.shape)}."
-                )
+                checks.label_shape(tuple(y.shape), tuple(student_logits.shape))
             else:
                 loss_fn = keras.losses.sparse_categorical_crossentropy
             return loss_fn(y, student_logits, from_logits=True)
@@ -339,7 +378,11 @@ class Distiller(keras.Model):
     def _local_losses(self, y, teacher_logits, student_logits, sample_weight):
         """`(weighted loss sum, regularisation, logs)` of this replica's batch, no collective."""
         student_logits = ops.cast(student_logits, "float32")  # losses in float32 under mixed precision
-        hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
+        self._check_labels_given(y)
+        if y is None:  # unlabelled transfer set, alpha = 0: the hard loss is logged as 0
+            hard = ops.zeros_like(student_logits[:, 0])
+        else:
+            hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
         soft = reduction.per_example(
             _unreduced(self.distillation_loss_fn, teacher_logits, student_logits),
             "distillation_loss_fn",
@@ -359,7 +402,11 @@ class Distiller(keras.Model):
 
     def teacher_logits(self, x):
         """The teacher's outputs for `x`, in inference mode and without gradient."""
-        return ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
+        if isinstance(self.teacher, TeacherEnsemble):  # mixes distributions at our T
+            logits = self.teacher(x, training=False, temperature=self.temperature)
+        else:
+            logits = self.teacher(x, training=False)
+        return ops.stop_gradient(ops.cast(logits, "float32"))
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
@@ -401,13 +448,13 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, teacher_logits = self._augmented(x, y)
-        variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             student_logits = self.student(x, training=True)
             loss, logs = self.compute_distillation_losses(
                 y, teacher_logits, student_logits, sample_weight
             )
             scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.student.trainable_variables  # after the call: it builds a new student
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_trackers(logs)
@@ -422,10 +469,53 @@ class Distiller(keras.Model):
         return self._step_logs(x, y, student_logits, sample_weight)
 
     def _step_logs(self, x, y, student_logits, sample_weight):
-        logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        if y is None:  # no labels: the compiled metrics are not updated (nor logged)
+            logs = {m.name: m.result() for m in (self._loss_tracker, self.hard_loss_tracker,
+                                                 self.distillation_loss_tracker)}
+        else:
+            logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
         return distribute.step_logs(self.distribute_strategy, logs)
 
+    def _check_first_batch(self, batch):
+        """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`: see
+        `keras_kd.checks.first_batch` (this also builds a subclassed student)."""
+        if batch is None:  # an input that cannot be read twice (a Python generator)
+            return
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        x, cached = split_cached(x)
+        self._check_labels_given(y)
+        checks.first_batch(self.student, self.teacher, x, y, cached)
+
+    def _check_labels_given(self, y):
+        if y is None and self.alpha > 0:
+            raise ValueError(
+                "Invalid value for argument `alpha`: the data has no labels (y=None), so the "
+                "hard-label loss cannot be computed. Expected alpha=0 to distil on the teacher "
+                f"alone, or labelled data. Received: alpha={self.alpha}"
+            )
+
+    def get_metrics_result(self):
+        # With no labels (y=None) the compiled metrics are never built: they have no result.
+        unbuilt = self._compile_metrics is not None and not self._compile_metrics.built
+        results = {}
+        for metric in self.metrics:
+            if unbuilt and metric is self._compile_metrics:
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # fit/evaluate: each new input's first batch (fit's validation data, evaluated every
+        # epoch through one cached iterator, once); train_on_batch/test_on_batch: the first
+        # call only (an eager pass of both models on every batch would double the cost)
+        adapter = getattr(iterator, "data_adapter", None)
+        if data_batch is None and (adapter is None or self._checked_input() is not adapter):
+            self._check_first_batch(checks.peek(iterator))
+            self._checked_input = weakref.ref(adapter) if adapter is not None else _nothing
+        elif data_batch is not None and not self._checked_a_batch:
+            self._check_first_batch(data_batch)
+        self._checked_a_batch = True
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
         if self._distribute_strategy is None or iterator is None or data_batch is not None:

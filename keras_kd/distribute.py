@@ -28,12 +28,20 @@ def tf_config():
     """The `TF_CONFIG` environment variable as a dict (`{}` when unset or empty).
 
     Raises:
-        ValueError: if it is not valid JSON.
+        ValueError: if it is not a JSON object; the message shows the value.
     """
+    raw = os.environ.get("TF_CONFIG") or "{}"
     try:
-        return json.loads(os.environ.get("TF_CONFIG") or "{}")
+        config, problem = json.loads(raw), ""
     except json.JSONDecodeError as e:
-        raise ValueError(f"Invalid TF_CONFIG environment variable: {e}") from None
+        config, problem = None, f" ({e})"
+    if not isinstance(config, dict):
+        raise ValueError(
+            "Invalid value for environment variable `TF_CONFIG`. Expected a JSON object such "
+            'as {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+            f'"index": 0}}{problem}. Received: TF_CONFIG={raw!r}'
+        )
+    return config
 
 
 def _workers_in_tf_config():

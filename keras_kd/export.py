@@ -48,10 +48,36 @@ def _check(quantization, representative_data, max_samples):
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "Invalid value for argument `representative_data`: quantization='int8' calibrates "
-            "activation ranges and needs example inputs (numpy array, (x, y) or tf.data "
+            "activation ranges. Expected example inputs (numpy array, (x, y) or tf.data "
             "dataset). Received: representative_data=None"
         )
     checks.positive_int("max_calibration_samples", max_samples)
+
+
+def _check_model(model):
+    """The input shape (without batch) of a model export supports: one float32 input of
+    known shape, one output."""
+    checks.classifier_model("model", model)  # a keras.Model with one output
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a Functional/Sequential model built "
+            "with one keras.Input (the exported signature takes one float32 tensor named "
+            f"'input'). Received: model '{model.name}' with {len(inputs)} inputs"
+        )
+    input_shape = tuple(inputs[0].shape[1:])
+    if None in input_shape:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected an input of known shape except the "
+            f"batch axis. Received: model '{model.name}' with input shape {tuple(inputs[0].shape)}"
+        )
+    if inputs[0].dtype != "float32":
+        raise ValueError(
+            "Invalid value for argument `model`. Expected one float32 input (raw pixels as "
+            "float32; put casts and preprocessing inside the model after a float32 "
+            f"keras.Input). Received: model '{model.name}' with an input of dtype {inputs[0].dtype}"
+        )
+    return input_shape
 
 
 def convert(model, quantization="float32", representative_data=None,
@@ -60,12 +86,7 @@ def convert(model, quantization="float32", representative_data=None,
     import keras
 
     _check(quantization, representative_data, max_calibration_samples)
-    input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    if input_shape is None or None in input_shape:
-        raise ValueError(
-            "Invalid value for argument `model`: export needs a model with a known input shape "
-            f"(a Functional/Sequential model built with keras.Input). Received: {model.name}"
-        )
+    input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -126,9 +147,10 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     """
     import keras_kd
 
+    path = os.fspath(path)
+    atomic.check_writable("path", path)
     flatbuffer = convert(model, quantization, representative_data, max_calibration_samples,
                          int8_io, allow_tf_ops)
-    path = os.fspath(path)
     atomic.write_bytes(path, flatbuffer)
     num_classes = int(model.outputs[0].shape[-1])
     names = list(class_names or (splits.class_names if splits else None)
@@ -171,13 +193,18 @@ def describe_input(model, input_scale):
     return f"raw values times input_scale={input_scale:g}, shape {shape}, float32"
 
 
-def _interpreter(model_path=None, model_content=None, num_threads=None):
+def _interpreter_class():
     """The LiteRT interpreter (`ai-edge-litert`), TensorFlow's as a fallback."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=model_path, model_content=model_content, num_threads=num_threads)
+    return Interpreter
+
+
+def _interpreter(model_path=None, model_content=None, num_threads=None):
+    return _interpreter_class()(model_path=model_path, model_content=model_content,
+                                num_threads=num_threads)
 
 
 def _latency_ms(path, x_one, num_threads, repeats=200):
@@ -209,8 +236,7 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         difference| (dequantized), file size, batch-1 latency at one thread and all threads,
         the file's operators and whether it needs the Flex delegate.
     """
-    interpreter = _interpreter(model_path=tflite_path)
-    runner = litert_runner.Runner(interpreter)
+    interpreter, runner = litert_runner.open_model(_interpreter_class(), tflite_path)
     keras_correct = tflite_correct = agree = n = 0
     max_diff = 0.0
     first = None
@@ -221,9 +247,10 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         lite_logits = np.concatenate(
             [runner(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-        k, t = keras_logits.argmax(-1), lite_logits.argmax(-1)
+        k, t = data_lib.predicted_classes(keras_logits), data_lib.predicted_classes(lite_logits)
         agree += int((k == t).sum())
         if y is not None:
+            y = data_lib.class_indices(y)
             keras_correct += int((k == y).sum())
             tflite_correct += int((t == y).sum())
         max_diff = max(max_diff, float(np.abs(keras_logits - lite_logits).max()))

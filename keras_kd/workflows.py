@@ -9,6 +9,7 @@ import time
 import keras
 import numpy as np
 
+from keras_kd import data
 from keras_kd.distiller import Distiller
 
 
@@ -40,8 +41,8 @@ def accuracy(model, splits):
     """Top-1 accuracy of a logits model on the test split (plain numpy, no compile needed)."""
     correct = total = 0
     for x, y in splits.test:
-        pred = np.argmax(model(x, training=False), axis=-1)
-        correct += int(np.sum(pred == y.numpy()))
+        pred = data.predicted_classes(model(x, training=False))
+        correct += int(np.sum(pred == data.class_indices(y)))
         total += len(pred)
     return correct / total
 

@@ -72,6 +72,9 @@ def test_teacher_sees_exactly_the_students_augmented_batch():
     x = _images(16)
     y = np.arange(16) % 4
     distiller.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # the Distiller first runs both models once on the raw first batch (input checks)
+    np.testing.assert_array_equal(student.seen[0], x[:8])
+    teacher.seen, student.seen = teacher.seen[1:], student.seen[1:]
     assert len(teacher.seen) == len(student.seen) == 2
     for t_in, s_in, raw in zip(teacher.seen, student.seen, (x[:8], x[8:])):
         np.testing.assert_array_equal(t_in, s_in)

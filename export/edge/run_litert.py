@@ -100,7 +100,7 @@ def main(argv=None):
     metadata = litert_runner.load_metadata(f"{stem}.metadata.json")
     with open(f"{stem}.labels.txt") as f:
         labels = [line.rstrip("\n") for line in f]
-    runner = litert_runner.Runner(Interpreter(model_path=args.model, num_threads=args.threads))
+    _, runner = litert_runner.open_model(Interpreter, args.model, args.threads, argument="--model")
     shape = tuple(metadata["input"]["shape"][1:])
     input_scale = float(metadata["input_scale"])
     names, raw, resized = read_inputs(args.input, shape, input_scale)
