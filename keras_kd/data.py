@@ -41,6 +41,9 @@ class DataSplits:
         name: where the data came from.
         train_size: number of training examples (None when the source does not say).
         test_size: number of test examples (None when the source does not say).
+        validation: batched `tf.data.Dataset` of `(x, y)` held out from the training data
+            (`validation_split`), or None.
+        validation_size: number of validation examples (0 without a validation split).
     """
 
     train: tf.data.Dataset
@@ -52,6 +55,8 @@ class DataSplits:
     name: str
     train_size: int | None
     test_size: int | None
+    validation: tf.data.Dataset | None = None
+    validation_size: int = 0
 
     def test_arrays(self, limit=None):
         """The test split as numpy `(x, y)` arrays (at most `limit` examples)."""
@@ -162,11 +167,25 @@ def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None):
+def _hold_out(x, y, validation_split, seed):
+    """`(x_train, y_train), (x_val, y_val)`: a seeded random `validation_split` of the examples."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(
+            "Invalid value for argument `validation_split`. Expected a fraction in [0, 1). "
+            f"Received: validation_split={validation_split!r}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * validation_split))
+    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+
+
+def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None,
+                validation_split=0.0):
     """Builds `DataSplits` from `((x_train, y_train), (x_test, y_test))` numpy arrays.
 
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
-    (N, H, W) images get a channel axis.
+    (N, H, W) images get a channel axis. `validation_split` holds out that fraction of the
+    training examples (chosen with `seed`) as `DataSplits.validation`.
     """
     batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
@@ -181,6 +200,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
+    (x_train, y_train), (x_val, y_val) = _hold_out(x_train, y_train, validation_split, seed)
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
@@ -197,22 +217,38 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         name=name,
         train_size=len(x_train),
         test_size=len(x_test),
+        validation=_pipeline(
+            tf.data.Dataset.from_tensor_slices((x_val, y_val)),
+            batch_size, False, seed, len(x_val), cache=False, shard_policy=DATA_SHARDING,
+        ) if len(x_val) else None,
+        validation_size=len(x_val),
     )
 
 
-def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+              validation_split=0.0):
     """Loads a TFDS image-classification dataset as `DataSplits` (downloads when allowed).
 
     Raises:
         DatasetUnavailableError: if the data is neither on disk nor downloadable; the message
             names the local `.npz` alternative.
     """
-    import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
-
     try:
-        (train, test), info = tfds.load(
+        import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
+    except ImportError as e:
+        raise ImportError(
+            f"Loading the TFDS dataset {name!r} needs tensorflow-datasets: "
+            "pip install 'keras-kd[tfds]'. Without it, pass an .npz in the keras.datasets layout "
+            "or 'digits'."
+        ) from e
+
+    held_out = round(100 * validation_split)  # TFDS slices whole percents: the last N % of train
+    splits = [f"train[:{100 - held_out}%]", "test", f"train[{100 - held_out}%:]"] if held_out else [
+        "train", "test"]
+    try:
+        (train, test, *validation), info = tfds.load(
             name,
-            split=["train", "test"],
+            split=splits,
             as_supervised=True,
             with_info=True,
             data_dir=data_dir,
@@ -257,10 +293,13 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         name=f"tfds:{name}",
         train_size=sizes["train"],
         test_size=sizes["test"],
+        validation=_pipeline(validation[0].map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
+                             False, seed, 10000, cache) if validation else None,
     )
 
 
-def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+         validation_split=0.0):
     """Loads `source` as batched, prefetched `DataSplits` (see the module docstring).
 
     Args:
@@ -271,6 +310,8 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
         data_dir: TFDS data directory.
         download: let TFDS download missing data.
         cache: cache decoded TFDS examples in memory.
+        validation_split: fraction of the training examples held out (seeded) as
+            `DataSplits.validation` (for TFDS names: the last whole percents of `train`).
 
     Returns:
         `DataSplits`.
@@ -283,8 +324,9 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
 
     >>> splits = keras_kd.data.load("../shared/data/mnist.npz", batch_size=64)  # doctest: +SKIP
     """
+    held_out = {"validation_split": validation_split}
     if isinstance(source, (tuple, list)) and len(source) == 2:
-        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed)
+        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed, **held_out)
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(
             "Invalid value for argument `source`. Expected ((x_train, y_train), (x_test, "
@@ -292,11 +334,14 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
         )
     source = os.fspath(source)
     if source.endswith(".npz") or os.path.exists(source):
-        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source)
+        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source,
+                           **held_out)
     if source == "digits":
         return from_arrays(
-            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16
+            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16,
+            **held_out,
         )
     return load_tfds(
-        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache
+        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache,
+        **held_out,
     )
