@@ -15,6 +15,7 @@ import tempfile
 import keras
 
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd.atomic import atomic_path
 from keras_kd.distribute import tf_config
 
@@ -55,14 +56,15 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self):
-        _save(self._weights_path, lambda p: self.model.save_weights(p, overwrite=True))
-        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        weights_path, metadata_path = compat.backup_paths(self)
+        _save(weights_path, lambda p: self.model.save_weights(p, overwrite=True))
+        metadata = json.dumps(compat.backup_position(self))
 
         def write_metadata(p):
             with open(p, "w") as f:
                 f.write(metadata)
 
-        _save(self._training_metadata_path, write_metadata)
+        _save(metadata_path, write_metadata)
 
     def on_train_end(self, logs=None):
         if is_chief():

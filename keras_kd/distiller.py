@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
@@ -187,7 +188,7 @@ class Distiller(keras.Model):
             raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
-        distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        distributed = compat.distribute_strategy(self) is not None or tf.distribute.has_strategy()
         if steps_per_execution == "auto":
             steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
         elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
@@ -313,7 +314,7 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
-        self._loss_tracker.update_state(logs["loss"], sample_weight=logs["count"])
+        compat.loss_tracker(self).update_state(logs["loss"], sample_weight=logs["count"])
         self.hard_loss_tracker.update_state(logs["hard_loss"], sample_weight=logs["count"])
         self.distillation_loss_tracker.update_state(
             logs["distillation_loss"], sample_weight=logs["count"]
@@ -355,8 +356,8 @@ class Distiller(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
-        if self._distribute_strategy is None or iterator is None or data_batch is not None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if compat.distribute_strategy(self) is None or iterator is None or data_batch is not None:
+            return compat.maybe_symbolic_build(super(), iterator, data_batch)
         distribute.symbolic_build_from_one_replica(self, iterator)
 
     # ------------------------------------------------------------ serialization

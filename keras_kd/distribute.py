@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -138,7 +139,7 @@ def symbolic_build_from_one_replica(model, iterator):
         return value
 
     with strategy.scope():
-        model._symbolic_build(data_batch=tf.nest.map_structure(first_local, batch))
+        compat.symbolic_build(model, tf.nest.map_structure(first_local, batch))
 
 
 def step_logs(strategy, logs):
@@ -150,7 +151,7 @@ def step_logs(strategy, logs):
     replica), so giving them a length-1 axis changes no value; elsewhere logs pass unchanged.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
+        compat.in_multi_worker_mode(strategy)
     ):
         return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
     return logs
