@@ -120,6 +120,7 @@ def _facts(model, history, seconds, splits):
         **model_facts(model),
         "test_accuracy": accuracy(model, splits),  # the one look at the test set
         "train_seconds": seconds,
+        "initial_epoch": history.epoch[0] if history.epoch else None,  # > 0 when resumed
         "epochs_run": len(history.epoch),
         "history": _history(history),
     }
