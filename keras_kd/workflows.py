@@ -4,6 +4,7 @@ Each returns a JSON-serialisable dict; callers save models and results with
 `keras_kd.atomic`, so an interrupted run never leaves a half-written file behind.
 """
 
+import hashlib
 import math
 import time
 
@@ -75,8 +76,12 @@ def epoch_seeded_train(splits, seed):
     """
     batches = list(data_lib.numpy_batches(splits.train))
     batch_size = len(batches[0][0])
-    x = tf.constant(np.concatenate([b[0] for b in batches]))
-    y = tf.constant(np.concatenate([b[1] for b in batches]))
+    x, y = (np.concatenate([b[i] for b in batches]) for i in (0, 1))
+    # `splits.train` comes in a new order at each pass: sort the examples by content first.
+    keys = [hashlib.blake2b(xi.tobytes() + yi.tobytes(), digest_size=16).digest()
+            for xi, yi in zip(x, y)]
+    canonical = sorted(range(len(x)), key=keys.__getitem__)
+    x, y = tf.constant(x[canonical]), tf.constant(y[canonical])
     n = int(x.shape[0])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
 
