@@ -60,11 +60,10 @@ def get_strategy(name="auto", collective_timeout=None):
         collective_timeout: multi-worker only: seconds after which a collective operation
             (gradient all-reduce) waiting for a stuck worker fails the run instead of hanging.
             `None` (default) sets no timeout; a *crashed* worker still fails the run, since
-            TensorFlow's coordination service notices its missed heartbeats (16 s in the
-            tests). Costly: TensorFlow arms each collective's timeout with a thread that
-            sleeps for the whole timeout, so (collectives per second x timeout) threads stay
-            alive; 300 s on MNIST reached 20,947 threads (two workers) in one epoch. Keep
-            it short.
+            TensorFlow's coordination service notices its missed heartbeats. Costly:
+            TensorFlow arms each collective's timeout with a thread that sleeps for the whole
+            timeout, so (collectives per second x timeout) threads stay alive (measured in
+            docs/guide.md, "Scaling out"). Keep it short.
 
     Raises:
         ValueError: for an unknown name, listing the available ones.
