@@ -264,15 +264,25 @@ def build_parser():
 
 
 def _check_outputs(parser, args):
-    """Refuses to replace existing files without --overwrite, before any work."""
-    if getattr(args, "overwrite", True):
-        return
-    outputs = [("--output", getattr(args, "output", None)), ("--results", args.results)]
+    """Refuses, before any work, to replace files without --overwrite or to write where
+    the user cannot."""
+    outputs = [(f"--{name}", getattr(args, name, None)) for name in ("output", "results")]
     if args.command == "demo":
         outputs.append(("--output-dir", os.path.join(args.output_dir, "results.json")))
     for option, path in outputs:
-        if path and os.path.exists(path):
+        if not path:
+            continue
+        if os.path.exists(path) and not getattr(args, "overwrite", True):
             parser.error(f"argument {option}: {path!r} exists; pass --overwrite to replace it")
+        parent = _existing_parent(os.path.dirname(os.path.abspath(path)))
+        if not os.access(parent, os.W_OK):
+            parser.error(f"argument {option}: cannot write {path!r} ({parent!r} is not writable)")
+
+
+def _existing_parent(directory):
+    while not os.path.exists(directory):
+        directory = os.path.dirname(directory)
+    return directory
 
 
 def _check_combinations(parser, args):

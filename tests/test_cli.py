@@ -131,6 +131,16 @@ def test_bad_data_path_fails_before_any_work(tmp_path):
     assert proc.returncode == 2 and "argument --data: no such file" in proc.stderr
 
 
+def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    # (the tests may run as root, for whom every directory is writable: simulate one that is not)
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["train-teacher", "--output", str(tmp_path / "sub" / "t.keras")])
+    assert exit_info.value.code == 2
+    assert f"argument --output: cannot write '{tmp_path}/sub/t.keras' ('{tmp_path}' is not " \
+           "writable)" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- clean errors at run time
 def test_bad_model_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "broken.keras"
