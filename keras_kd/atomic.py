@@ -17,7 +17,9 @@ def atomic_path(path, overwrite=True):
     """
     path = os.fspath(path)
     if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path!r} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise FileExistsError(
+            f"{path!r} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=f"-{os.path.basename(path)}")

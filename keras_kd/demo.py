@@ -87,8 +87,8 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
     for key, model in (("teacher", teacher), ("student_scratch", scratch)):
         float32[key] = _export(model, splits, output_dir, modes=("float32",), stem=key)["float32"]
     gains = [p["distilled"] - p["scratch"] for p in pair_results]
-    results = {**(record or {}), "data": splits.name, "models": rows, "tflite": exported, "tflite_float32": float32,
-               "pairs": pair_results, "mean_gain_points": 100 * sum(gains) / len(gains),
+    results = {**(record or {}), "data": splits.name, "models": rows, "tflite": exported,
+               "tflite_float32": float32, "pairs": pair_results, "mean_gain_points": 100 * sum(gains) / len(gains),
                "distilled_wins": sum(g > 0 for g in gains)}
 
     from keras_kd import report
