@@ -31,10 +31,6 @@ LOSSES = {"kl_divergence": True, "soft_target_crossentropy": True, "logits_mse":
 DEFAULT_TEMPERATURE = 4.0
 
 
-class CommandError(Exception):
-    """A failure the CLI reports as one line (no traceback), with exit status 1."""
-
-
 # ---------------------------------------------------------------- argparse value types
 # Each raises ArgumentTypeError; argparse then prints "argument --NAME: MESSAGE", exit 2.
 def _number(text, kind):
@@ -328,6 +324,8 @@ def main(argv=None):
     import keras_kd
 
     keras_kd.import_all()  # registers keras_kd's Keras classes before any model loads
+    from keras_kd.commands import CommandError
+
     try:
         args.func(args)
     except (CommandError, ValueError, FileExistsError) as e:  # the user's to fix: one line

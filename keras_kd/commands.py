@@ -2,16 +2,14 @@
 
 Nothing here runs at import: TensorFlow loads inside the functions, after the CLI has
 quieted its native logs. Errors the user can fix (a file that is not a model, data of the
-wrong shape, a dataset that cannot be read) become `cli.CommandError`: one line, no traceback.
+wrong shape, a dataset that cannot be read) become `CommandError`: one line, no traceback.
 """
 
 import os
 
 
-def _error(message):
-    from keras_kd.cli import CommandError
-
-    return CommandError(message)
+class CommandError(Exception):
+    """A failure the CLI reports as one line (no traceback), with exit status 1."""
 
 
 def _start(args):
@@ -36,8 +34,8 @@ def load_model(path, option):
     try:
         model = keras.saving.load_model(path)
     except Exception as e:  # Keras raises ValueError, OSError, TypeError... for a bad file
-        raise _error(f"argument {option}: cannot load {path!r} as a Keras model "
-                     f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise CommandError(f"argument {option}: cannot load {path!r} as a Keras model "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     return getattr(model, "student", model)
 
 
@@ -52,9 +50,9 @@ def _data_for(model, args):
         return args.data
     if _input_shape(model) == (8, 8, 1):
         return "digits"
-    raise _error(f"argument --data: required for a model whose input shape is "
-                 f"{_input_shape(model)} (the default, 'digits', is (8, 8, 1)); pass data of "
-                 "that shape, e.g. --data path/to/mnist.npz for (28, 28, 1)")
+    raise CommandError(f"argument --data: required for a model whose input shape is "
+                       f"{_input_shape(model)} (the default, 'digits', is (8, 8, 1)); pass data "
+                       "of that shape, e.g. --data path/to/mnist.npz for (28, 28, 1)")
 
 
 def load_data(args, source=None, validation_split=0.0):
@@ -66,14 +64,14 @@ def load_data(args, source=None, validation_split=0.0):
         return data.load(source, batch_size=args.batch_size, seed=args.seed,
                          validation_split=validation_split)
     except (ValueError, OSError, ImportError, data.DatasetUnavailableError) as e:
-        raise _error(f"argument --data: {e}") from None
+        raise CommandError(f"argument --data: {e}") from None
 
 
 def check_input_shape(model, splits, option):
     expected = _input_shape(model)
     if expected is not None and None not in expected and expected != tuple(splits.input_shape):
-        raise _error(f"argument {option}: the model takes inputs of shape {expected}, but "
-                     f"--data {splits.name!r} has {tuple(splits.input_shape)}")
+        raise CommandError(f"argument {option}: the model takes inputs of shape {expected}, "
+                           f"but --data {splits.name!r} has {tuple(splits.input_shape)}")
 
 
 def _build_or_load(spec, splits, option):
@@ -180,7 +178,7 @@ def verify(args):
     try:
         report = export_lib.verify(model, args.tflite, splits.test)
     except ValueError as e:
-        raise _error(f"argument --tflite: {e}") from None
+        raise CommandError(f"argument --tflite: {e}") from None
     _print_report(report)
     return _finish(args, {"command": "verify", "model": args.model, "data": splits.name,
                           "verify": report})
@@ -214,6 +212,6 @@ def report(args):
     try:
         path = report_lib.write(args.results_file, args.output_dir)
     except (ValueError, ImportError) as e:
-        raise _error(f"argument results_file: {e}") from None
+        raise CommandError(f"argument results_file: {e}") from None
     print(f"report written to {path} (with curves.png and tradeoffs.png)")
     return path
