@@ -49,7 +49,8 @@ def argv_from_results(path, parser, *, output=None, output_dir=None, results=Non
         raise ValueError(f"{path!r} holds no keras-kd run configuration (a 'config' section "
                          f"naming one of {sorted(commands)})")
     replaced = {"output": output, "output_dir": output_dir, "results": results}
-    config = {**config, **{k: v for k, v in replaced.items() if v is not None}, "overwrite": overwrite}
+    config = {**config, **{k: v for k, v in replaced.items() if v is not None},
+              "overwrite": overwrite}
     argv = [config["command"]]
     for action in commands[config["command"]]._actions:
         value = config.get(action.dest)
