@@ -315,7 +315,7 @@ def test_same_command_twice_and_rerun_give_identical_weights_and_figures(workdir
     weights = [weights_of(workdir / f"{r}.keras") for r in runs]
     for w in weights[1:]:
         assert all(np.array_equal(u, v) for u, v in zip(weights[0], w))
-    assert not np.array_equal(weights[0][0], weights_of(workdir / "t.keras")[0])  # it trained
+    assert figures[0]["history"]["loss"][-1] < figures[0]["history"]["loss"][0]  # it trained
 
 
 # Lines TensorFlow printed in a `keras-kd demo` run before the CLI silenced them.
