@@ -84,15 +84,15 @@ def epoch_seeded_train(splits, seed):
     x, y = tf.constant(x[canonical]), tf.constant(y[canonical])
     n = int(x.shape[0])
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
+    steps = math.ceil(n / batch_size)
 
-    def order(_):
+    def batch(step):  # the epoch's order is recomputed per batch: cheap, and stateless
         key = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
-        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        i = order[step * batch_size:tf.minimum((step + 1) * batch_size, n)]
+        return tf.gather(x, i), tf.gather(y, i)
 
-    dataset = (tf.data.Dataset.from_tensors(0).map(order).unbatch().batch(batch_size)
-               .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-               .apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = tf.data.Dataset.range(steps).map(batch).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = data_lib.DATA_SHARDING
     return dataset.with_options(options), _EpochSeed(epoch)
