@@ -1,5 +1,6 @@
 """keras_kd.compat: private Keras/TensorFlow API behind version guards that fail loudly."""
 
+import json
 import sys
 
 import keras
@@ -10,6 +11,7 @@ import tensorflow as tf
 import keras_kd
 from keras_kd import compat
 from keras_kd import data
+from keras_kd import report
 from helpers import X, Y, make_student, make_teacher
 
 
@@ -64,7 +66,19 @@ def test_guarded_functions_still_read_what_keras_holds():
     assert any("Shuffle" in node.op for node in graph.node)
 
 
-def test_tfds_missing_gives_an_install_hint(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'keras-kd\[tfds\]'"):
-        data.load("mnist")
+@pytest.mark.parametrize("module,extra,call", [
+    ("tensorflow_datasets", "tfds", lambda tmp: data.load("mnist")),
+    ("sklearn.datasets", "demo", lambda tmp: data.load("digits")),
+    ("matplotlib", "plots", lambda tmp: report.write(_results_file(tmp))),
+])
+def test_missing_optional_dependency_gives_an_install_hint(module, extra, call, monkeypatch,
+                                                            tmp_path):
+    monkeypatch.setitem(sys.modules, module, None)  # its import now raises ImportError
+    with pytest.raises(ImportError, match=rf"pip install 'keras-kd\[{extra}\]'"):
+        call(tmp_path)
+
+
+def _results_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"models": {}}))
+    return path
