@@ -290,8 +290,8 @@ def _check_combinations(parser, args):
                      f"--quantization {args.quantization}")
     for option in ("output", "results"):
         for source in ("teacher", "model"):
-            path = getattr(args, option, None)
-            if path and path == getattr(args, source, None):
+            path, other = getattr(args, option, None), getattr(args, source, None)
+            if path and other and os.path.realpath(path) == os.path.realpath(other):
                 parser.error(f"argument --{option}: would overwrite --{source} {path!r}")
 
 
@@ -309,8 +309,9 @@ def parse_args(argv=None):
         except ValueError as e:
             parser.error(f"argument config: {e}")
         args = parser.parse_args(argv)
-    _check_combinations(parser, args)
-    _check_outputs(parser, args)
+    command_parser = parser.commands[args.command]  # its errors show its own usage line
+    _check_combinations(command_parser, args)
+    _check_outputs(command_parser, args)
     return args
 
 
