@@ -26,11 +26,19 @@ def _temporary(path):
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, overwrite=True):
     """Yields a temporary path in `path`'s directory, ending like `path` (so `.keras`,
     `.weights.h5` or `.png` writers accept it), and renames it to `path` when the block
-    succeeds. If the block raises, the temporary file is removed and `path` is untouched."""
+    succeeds. If the block raises, the temporary file is removed and `path` is untouched.
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False (checked before the block).
+    """
     path, tmp = _temporary(path)
+    if not overwrite and tf.io.gfile.exists(path):
+        raise FileExistsError(
+            f"{path!r} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     tf.io.gfile.makedirs(os.path.dirname(tmp))
     try:
         yield tmp
@@ -57,24 +65,24 @@ def check_writable(argument, path):
         ) from None
 
 
-def write_bytes(path, data, mode="wb"):
+def write_bytes(path, data, mode="wb", overwrite=True):
     """Writes `data` (bytes, or text with `mode="w"`) to `path` atomically; returns `path`."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         with tf.io.gfile.GFile(tmp, mode) as f:
             f.write(data)
     return os.fspath(path)
 
 
-def write_text(path, text):
-    return write_bytes(path, text, mode="w")
+def write_text(path, text, overwrite=True):
+    return write_bytes(path, text, mode="w", overwrite=overwrite)
 
 
-def write_json(path, obj):
-    return write_text(path, json.dumps(obj, indent=2))
+def write_json(path, obj, overwrite=True):
+    return write_text(path, json.dumps(obj, indent=2), overwrite=overwrite)
 
 
-def save_model(model, path):
+def save_model(model, path, overwrite=True):
     """`model.save(path)` (a `.keras` file) through a temporary name; returns `path`."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite) as tmp:
         model.save(tmp)
     return os.fspath(path)

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd.atomic import atomic_path
 from keras_kd.distribute import tf_config
 
@@ -69,14 +70,15 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         strategy = self.model.distribute_strategy
-        _save(self._weights_path, lambda p: self.model.save_weights(p, overwrite=True), strategy)
-        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        weights_path, metadata_path = compat.backup_paths(self)
+        _save(weights_path, lambda p: self.model.save_weights(p, overwrite=True), strategy)
+        metadata = json.dumps(compat.backup_position(self))
 
         def write_metadata(p):
             with tf.io.gfile.GFile(p, "w") as f:
                 f.write(metadata)
 
-        _save(self._training_metadata_path, write_metadata, strategy)
+        _save(metadata_path, write_metadata, strategy)
 
     def on_train_end(self, logs=None):
         if is_chief(self.model.distribute_strategy):

@@ -178,29 +178,6 @@ def labels_in_range(y, num_classes):
 
 
 # ------------------------------------------------------------------------------ first batch
-def peek(iterator):
-    """The first batch `fit`/`evaluate` will see, read without advancing `iterator`.
-
-    Reads arrays and `tf.data` datasets only; `None` for inputs that cannot be read twice
-    (Python generators) or are already distributed.
-    """
-    adapter = getattr(iterator, "data_adapter", None)
-    kind = type(adapter).__name__
-    if kind == "ArrayDataAdapter":
-        size = adapter._batch_size
-        return tf.nest.map_structure(lambda a: a if a is None else a[:size], adapter._inputs)
-    if kind == "TFDatasetAdapter":
-        dataset = adapter.get_tf_dataset()
-        if isinstance(dataset, tf.data.Dataset):
-            for batch in dataset.take(1):
-                return batch
-            raise ValueError(
-                "Invalid value for argument `x`. Expected a dataset with at least one batch. "
-                "Received: an empty tf.data.Dataset"
-            )
-    return None
-
-
 def first_batch(student, teacher, x, y, cached_teacher_logits=None):
     """Runs both models once, eagerly, on a first batch and refuses what would otherwise
     train silently wrong: an empty batch, probability outputs (a softmax anywhere: in an

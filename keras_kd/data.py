@@ -45,7 +45,7 @@ class DataSplits:
         name: where the data came from.
         validation: batched `tf.data.Dataset` carved from the training data (seeded,
             disjoint from `train`), or None when the source has none.
-        validation_size: its number of examples.
+        validation_size: its number of examples (0 without a validation split).
         train_examples: the training examples unbatched, unshuffled, in a fixed order, as
             stored (raw uint8 pixels for image folders): the input of
             `keras_kd.views.cache_views`. None when the source does not provide it.
@@ -63,7 +63,7 @@ class DataSplits:
     train_size: int | None
     test_size: int | None
     validation: tf.data.Dataset | None = None
-    validation_size: int | None = None
+    validation_size: int = 0
     train_examples: tf.data.Dataset | None = None
 
     def test_arrays(self, limit=None):
@@ -222,13 +222,28 @@ def _labels(y_train, y_test):
     return labels[0], labels[1], num_classes
 
 
-def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None):
+def _hold_out(x, y, validation_split, seed):
+    """`(x_train, y_train), (x_val, y_val)`: a seeded random `validation_split` of the examples."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(
+            "Invalid value for argument `validation_split`. Expected a fraction in [0, 1). "
+            f"Received: validation_split={validation_split!r}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * validation_split))
+    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+
+
+def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None,
+                validation_split=0.0):
     """Builds `DataSplits` from `((x_train, y_train), (x_test, y_test))` numpy arrays.
 
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
     (N, H, W) images get a channel axis. Labels are integer classes `(N,)` or `(N, 1)`
     (flattened to int64; `num_classes = max + 1`), or one-hot / soft labels `(N, C)` whose
     rows are non-negative and sum to 1 (kept as float32; `num_classes = C`).
+    `validation_split` holds out that fraction of the training examples (chosen with `seed`)
+    as `DataSplits.validation`.
     """
     batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
@@ -243,6 +258,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
+    (x_train, y_train), (x_val, y_val) = _hold_out(x_train, y_train, validation_split, seed)
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
@@ -259,6 +275,11 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         name=name,
         train_size=len(x_train),
         test_size=len(x_test),
+        validation=_pipeline(
+            tf.data.Dataset.from_tensor_slices((x_val, y_val)),
+            batch_size, False, seed, len(x_val), cache=False, shard_policy=DATA_SHARDING,
+        ) if len(x_val) else None,
+        validation_size=len(x_val),
     )
 
 
@@ -276,19 +297,30 @@ def _supervised_keys(name, info):
     return keys
 
 
-def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+              validation_split=0.0):
     """Loads a TFDS image-classification dataset as `DataSplits` (downloads when allowed).
 
     Raises:
         DatasetUnavailableError: if the data is neither on disk nor downloadable; the message
             names the local `.npz` alternative.
     """
-    import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
-
     try:
-        (train, test), info = tfds.load(
+        import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
+    except ImportError as e:
+        raise ImportError(
+            f"Loading the TFDS dataset {name!r} needs tensorflow-datasets: "
+            "pip install 'keras-kd[tfds]'. Without it, pass an .npz in the keras.datasets layout "
+            "or 'digits'."
+        ) from e
+
+    held_out = round(100 * validation_split)  # TFDS slices whole percents: the last N % of train
+    splits = [f"train[:{100 - held_out}%]", "test", f"train[{100 - held_out}%:]"] if held_out else [
+        "train", "test"]
+    try:
+        (train, test, *validation), info = tfds.load(
             name,
-            split=["train", "test"],
+            split=splits,
             as_supervised=True,
             with_info=True,
             data_dir=data_dir,
@@ -333,6 +365,8 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         name=f"tfds:{name}",
         train_size=sizes["train"],
         test_size=sizes["test"],
+        validation=_pipeline(validation[0].map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
+                             False, seed, 10000, cache) if validation else None,
     )
 
 
@@ -522,21 +556,25 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         name=path,
         train_size=n_train,
         test_size=n_test,
-        validation_size=n_val or None,
+        validation_size=n_val,
     )
 
 
-def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+         validation_split=None):
     """Loads `source` as batched, prefetched `DataSplits` (see the module docstring).
 
     Args:
-        source: arrays `((x_train, y_train), (x_test, y_test))`, a `.npz` path, `"digits"`,
-            or a TFDS name.
+        source: arrays `((x_train, y_train), (x_test, y_test))`, a folder of images (see
+            `from_directory`), a `.npz` path, `"digits"`, or a TFDS name.
         batch_size: examples per batch (the global batch under `tf.distribute`).
         seed: shuffling seed.
         data_dir: TFDS data directory.
         download: let TFDS download missing data.
         cache: cache decoded TFDS examples in memory.
+        validation_split: fraction of the training examples held out (seeded) as
+            `DataSplits.validation` (for TFDS names: the last whole percents of `train`).
+            None: 0.1 for a folder of images, 0 otherwise.
 
     Returns:
         `DataSplits`.
@@ -549,22 +587,28 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
 
     >>> splits = keras_kd.data.load("../shared/data/mnist.npz", batch_size=64)  # doctest: +SKIP
     """
+    held_out = {"validation_split": 0.0 if validation_split is None else validation_split}
     if isinstance(source, (tuple, list)) and len(source) == 2:
-        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed)
+        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed, **held_out)
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(
             "Invalid value for argument `source`. Expected ((x_train, y_train), (x_test, "
-            f"y_test)), an .npz path, 'digits' or a TFDS name. Received: source={source!r}"
+            f"y_test)), a folder of images, an .npz path, 'digits' or a TFDS name. "
+            f"Received: source={source!r}"
         )
     source = os.fspath(source)
     if os.path.isdir(source):
-        return from_directory(source, batch_size=batch_size, seed=seed)
+        return from_directory(source, batch_size=batch_size, seed=seed,
+                              validation_split=0.1 if validation_split is None else validation_split)
     if source.endswith(".npz") or os.path.exists(source):
-        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source)
+        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source,
+                           **held_out)
     if source == "digits":
         return from_arrays(
-            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16
+            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16,
+            **held_out,
         )
     return load_tfds(
-        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache
+        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache,
+        **held_out,
     )

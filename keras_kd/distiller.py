@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_kd import augment as augment_lib
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd import distribute
 from keras_kd import losses as kd_losses
 from keras_kd import reduction
@@ -243,7 +244,7 @@ class Distiller(keras.Model):
             )
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
-        distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        distributed = compat.distribute_strategy(self) is not None or tf.distribute.has_strategy()
         self._auto_steps_per_execution = steps_per_execution == "auto"
         requested_steps = steps_per_execution  # stored as given: "auto" resolves per compile
         if steps_per_execution == "auto":
@@ -410,7 +411,7 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
-        self._loss_tracker.update_state(logs["loss"], sample_weight=logs["count"])
+        compat.loss_tracker(self).update_state(logs["loss"], sample_weight=logs["count"])
         self.hard_loss_tracker.update_state(logs["hard_loss"], sample_weight=logs["count"])
         self.distillation_loss_tracker.update_state(
             logs["distillation_loss"], sample_weight=logs["count"]
@@ -470,7 +471,7 @@ class Distiller(keras.Model):
 
     def _step_logs(self, x, y, student_logits, sample_weight):
         if y is None:  # no labels: the compiled metrics are not updated (nor logged)
-            logs = {m.name: m.result() for m in (self._loss_tracker, self.hard_loss_tracker,
+            logs = {m.name: m.result() for m in (compat.loss_tracker(self), self.hard_loss_tracker,
                                                  self.distillation_loss_tracker)}
         else:
             logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
@@ -496,10 +497,11 @@ class Distiller(keras.Model):
 
     def get_metrics_result(self):
         # With no labels (y=None) the compiled metrics are never built: they have no result.
-        unbuilt = self._compile_metrics is not None and not self._compile_metrics.built
+        compiled = compat.compile_metrics(self)
+        unbuilt = compiled is not None and not compiled.built
         results = {}
         for metric in self.metrics:
-            if unbuilt and metric is self._compile_metrics:
+            if unbuilt and metric is compiled:
                 continue
             result = metric.result()
             results.update(result if isinstance(result, dict) else {metric.name: result})
@@ -511,15 +513,15 @@ class Distiller(keras.Model):
         # call only (an eager pass of both models on every batch would double the cost)
         adapter = getattr(iterator, "data_adapter", None)
         if data_batch is None and (adapter is None or self._checked_input() is not adapter):
-            self._check_first_batch(checks.peek(iterator))
+            self._check_first_batch(compat.peek_first_batch(iterator))
             self._checked_input = weakref.ref(adapter) if adapter is not None else _nothing
         elif data_batch is not None and not self._checked_a_batch:
             self._check_first_batch(data_batch)
         self._checked_a_batch = True
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
-        if self._distribute_strategy is None or iterator is None or data_batch is not None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if compat.distribute_strategy(self) is None or iterator is None or data_batch is not None:
+            return compat.maybe_symbolic_build(super(), iterator, data_batch)
         distribute.symbolic_build_from_one_replica(self, iterator)
 
     # ------------------------------------------------------------ serialization

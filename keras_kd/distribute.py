@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -67,11 +68,10 @@ def get_strategy(name="auto", collective_timeout=None):
         collective_timeout: multi-worker only: seconds after which a collective operation
             (gradient all-reduce) waiting for a stuck worker fails the run instead of hanging.
             `None` (default) sets no timeout; a *crashed* worker still fails the run, since
-            TensorFlow's coordination service notices its missed heartbeats (16 s in the
-            tests). Costly: TensorFlow arms each collective's timeout with a thread that
-            sleeps for the whole timeout, so (collectives per second x timeout) threads stay
-            alive; 300 s on MNIST reached 20,947 threads (two workers) in one epoch. Keep
-            it short.
+            TensorFlow's coordination service notices its missed heartbeats. Costly:
+            TensorFlow arms each collective's timeout with a thread that sleeps for the whole
+            timeout, so (collectives per second x timeout) threads stay alive (measured in
+            docs/guide.md, "Scaling out"). Keep it short.
 
     Raises:
         ValueError: for an unknown name, listing the available ones.
@@ -146,7 +146,7 @@ def symbolic_build_from_one_replica(model, iterator):
         return value
 
     with strategy.scope():
-        model._symbolic_build(data_batch=tf.nest.map_structure(first_local, batch))
+        compat.symbolic_build(model, tf.nest.map_structure(first_local, batch))
 
 
 def step_logs(strategy, logs):
@@ -158,7 +158,7 @@ def step_logs(strategy, logs):
     replica), so giving them a length-1 axis changes no value; elsewhere logs pass unchanged.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
+        compat.in_multi_worker_mode(strategy)
     ):
         return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
     return logs

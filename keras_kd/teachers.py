@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd.losses.logits import check_temperature
 from keras_kd.losses.logits import softened_log_probs
 
@@ -120,7 +121,7 @@ def _first_batch(dataset):
 
 def _random_ops(dataset):
     """Shuffle and random ops in a dataset's graph (its map functions included)."""
-    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    graph = compat.dataset_graph_def(dataset)
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     return sorted({n.op for n in nodes if "Shuffle" in n.op or "Random" in n.op})
 
