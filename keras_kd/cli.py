@@ -22,7 +22,8 @@ prints a table and a report (report.md, PNG plots)."""
 
 # Known here without importing TensorFlow, so that a bad value fails at once; tests check
 # that each equals the list of the module that owns it.
-MODEL_NAMES = ("cnn-student", "cnn-teacher", "mlp-student", "mlp-teacher", "mlp-tiny")
+MODEL_NAMES = ("cnn-small", "cnn-student", "cnn-teacher", "mlp-student", "mlp-teacher", "mlp-tiny",
+               "mobile-small", "resnet-teacher")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
 PRECISIONS = ("off", "auto", "mixed_float16", "mixed_bfloat16")
@@ -117,8 +118,10 @@ def data_spec(text):
 # ---------------------------------------------------------------- the parser
 def _add_common_args(p, data_default="digits"):
     p.add_argument("--data", type=data_spec, default=data_default,
-                   help="dataset: 'digits' (bundled with scikit-learn, no download), a .npz in the "
-                        "keras.datasets layout (e.g. mnist.npz), or a TFDS name such as 'mnist' "
+                   help="dataset: 'digits' (bundled with scikit-learn, no download), a folder of "
+                        "class folders of images (train/ and test/, e.g. ../shared/data/cifar10), "
+                        "a .npz in the keras.datasets layout (e.g. mnist.npz), or a TFDS name "
+                        "such as 'mnist' "
                         f"(downloads on first use). Default: {data_default}")
     p.add_argument("--batch-size", type=positive_int, default=128,
                    help="global batch size (split across replicas under a strategy). Default: 128")
