@@ -15,8 +15,9 @@ $(BIN)/.installed: setup.cfg pyproject.toml
 
 venv: $(BIN)/.installed
 
+# --overwrite: a second `make demo` replaces the first one's results in runs/demo.
 demo: venv
-	$(BIN)/keras-kd demo
+	$(BIN)/keras-kd demo --overwrite
 
 # pytest exits 5 when it collects no test: make (and so .ci/run) then fails.
 test: venv

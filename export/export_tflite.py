@@ -9,11 +9,14 @@ Same as `keras-kd export`; this script exists for export pipelines that call a f
 
 import sys
 
-from keras_kd import cli
-
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if argv and not argv[0].startswith("-"):
         argv = ["--model", argv[0], *argv[1:]]
     argv = [{"--calibration-data": "--data"}.get(a, a) for a in argv]
-    sys.exit(cli.main(["export", *argv]))
+    # Imported as the `keras-kd` command, so that it validates the arguments and quiets
+    # TensorFlow's native logs before TensorFlow loads.
+    sys.argv = ["keras-kd", "export", *argv]
+    from keras_kd import cli
+
+    sys.exit(cli.main())

@@ -1,5 +1,8 @@
 """Callbacks that are safe under multi-worker training: only the chief writes.
 
+Paths go through `tf.io.gfile` (local, `gs://`, ...); the chief is the strategy's own
+(`strategy.extended.should_checkpoint`).
+
 Keras 3's own `BackupAndRestore` and `ModelCheckpoint` write from every worker to the same
 path, which races on shared storage. Here every worker still runs the save (saving may
 read distributed variables, which takes all workers), but non-chief workers write into a
@@ -13,8 +16,10 @@ import shutil
 import tempfile
 
 import keras
+import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd.atomic import atomic_path
 from keras_kd.distribute import tf_config
 
@@ -25,17 +30,26 @@ def task():
     return info.get("type"), int(info.get("index", 0))
 
 
-def is_chief():
-    """True on the chief: the `chief` task, else worker 0, else a single process."""
+def is_chief(strategy=None):
+    """True where files are written: the strategy's own notion,
+    `strategy.extended.should_checkpoint`, which holds under any cluster resolver.
+
+    With no `strategy`, the one in scope is used; outside any strategy scope, `TF_CONFIG`
+    decides: the `chief` task, else worker 0, else a single process.
+    """
+    if strategy is None and tf.distribute.has_strategy():
+        strategy = tf.distribute.get_strategy()
+    if strategy is not None:
+        return bool(strategy.extended.should_checkpoint)
     task_type, index = task()
     if task_type is None or task_type == "chief":
         return True
     return task_type == "worker" and index == 0 and "chief" not in tf_config().get("cluster", {})
 
 
-def _save(path, save_fn):
+def _save(path, save_fn, strategy):
     """Atomic save on the chief; a throw-away save elsewhere."""
-    if is_chief():
+    if is_chief(strategy):
         with atomic_path(path) as tmp:
             save_fn(tmp)
     else:
@@ -55,17 +69,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self):
-        _save(self._weights_path, lambda p: self.model.save_weights(p, overwrite=True))
-        metadata = json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        strategy = self.model.distribute_strategy
+        weights_path, metadata_path = compat.backup_paths(self)
+        _save(weights_path, lambda p: self.model.save_weights(p, overwrite=True), strategy)
+        metadata = json.dumps(compat.backup_position(self))
 
         def write_metadata(p):
-            with open(p, "w") as f:
+            with tf.io.gfile.GFile(p, "w") as f:
                 f.write(metadata)
 
-        _save(self._training_metadata_path, write_metadata)
+        _save(metadata_path, write_metadata, strategy)
 
     def on_train_end(self, logs=None):
-        if is_chief():
+        if is_chief(self.model.distribute_strategy):
             super().on_train_end(logs)
 
 
@@ -92,8 +108,8 @@ class StudentCheckpoint(keras.callbacks.Callback):
             value = logs.get(self.monitor)
             if value is None:
                 raise ValueError(
-                    f"StudentCheckpoint: monitor={self.monitor!r} is not in the logs. "
-                    f"Available: {sorted(logs)}"
+                    "Invalid value for argument `monitor` of StudentCheckpoint. Expected one of "
+                    f"the logged keys {sorted(logs)}. Received: monitor={self.monitor!r}"
                 )
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
             if not better:
@@ -101,4 +117,4 @@ class StudentCheckpoint(keras.callbacks.Callback):
             self.best = value
         student = getattr(self.model, "student", self.model)
         path = self.filepath.format(epoch=epoch + 1, **logs)
-        _save(path, student.save)
+        _save(path, student.save, self.model.distribute_strategy)

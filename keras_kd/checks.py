@@ -3,6 +3,8 @@
 import numbers
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 
 def one_of(argument, value, choices, alternatives=""):
@@ -58,3 +60,153 @@ def non_negative_int(argument, value):
             f"Received: {argument}={value!r}"
         )
     return int(value)
+
+
+# ----------------------------------------------------------------- models and first batches
+def classifier_model(argument, model):
+    """Refuses what the Distiller cannot train: non-models, multi-output models and models
+    whose last layer is a softmax (the outputs are checked again on the first batch)."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
+            f"Received: {argument}={model!r}"
+        )
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a model with one output of "
+            "logits (batch, num_classes); distil one head by giving a model of that output, "
+            "e.g. keras.Model(model.inputs, model.outputs[0]). Received: "
+            f"'{model.name}' has {len(outputs)} outputs"
+        )
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    activation = getattr(last, "activation", None)
+    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a model outputting logits "
+            "(the Distiller applies its own softmax at T): give the last layer no activation "
+            "(e.g. `keras.layers.Dense(num_classes)`, or `classifier_activation=None` for "
+            f"keras.applications models). Received: {argument} '{model.name}', whose last "
+            f"layer '{last.name}' applies a softmax"
+        )
+
+
+def _shape(model):
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None
+    return tuple(inputs[0].shape[1:])
+
+
+def same_inputs(student, teacher):
+    """Refuses a student and teacher whose (known) input shapes differ."""
+    a, b = _shape(student), _shape(teacher)
+    if a is None or b is None or len(a) != len(b):
+        mismatch = a is not None and b is not None
+    else:
+        mismatch = any(x is not None and y is not None and x != y for x, y in zip(a, b))
+    if mismatch:
+        raise ValueError(
+            "Invalid value for argument `teacher`: its input shape differs from the student's "
+            "and both models see the same batches. Expected teacher input shape "
+            f"(None, {', '.join(map(str, a))}). Received: teacher '{teacher.name}' with input "
+            f"shape (None, {', '.join(map(str, b))})"
+        )
+
+
+def logits_output(argument, name, outputs, check_sigmoid=True):
+    """Refuses outputs that are not one tensor of logits: several outputs, or probabilities
+    (non-negative rows summing to 1; one column in [0, 1] when `check_sigmoid`).
+
+    Returns the outputs as a float64 numpy array.
+    """
+    if isinstance(outputs, (list, tuple, dict)):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected one tensor of logits (batch, "
+            f"num_classes). Received: '{name}' returns {len(outputs)} outputs "
+            f"({type(outputs).__name__})"
+        )
+    values = np.asarray(outputs, dtype="float64")
+    if values.ndim < 2:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected logits of shape (batch, "
+            "num_classes); a binary classifier has one logit: (batch, 1). Received: "
+            f"'{name}' returns outputs of shape {values.shape}"
+        )
+    if values.shape[-1] > 1:
+        probabilities = values.min() >= 0 and np.allclose(values.sum(-1), 1.0, atol=1e-3)
+        what = "every row is non-negative and sums to 1"
+    else:
+        probabilities = check_sigmoid and len(values) >= 8 and 0 <= values.min() <= values.max() <= 1
+        what = "every output of its one unit is in [0, 1], as from a sigmoid"
+    if probabilities:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected logits (the Distiller applies "
+            "its own softmax at T): remove the final softmax/sigmoid (a Dense layer with no "
+            "activation, `classifier_activation=None` for keras.applications models) or give "
+            f"a model of its pre-activation output. Received: '{name}', which outputs "
+            f"probabilities (on the first batch {what})"
+        )
+    return values
+
+
+def label_shape(y_shape, logits_shape):
+    """Refuses labels that are neither sparse `(batch,)`/`(batch, 1)` nor one-hot like the
+    logits `(batch, num_classes)`."""
+    if len(y_shape) == len(logits_shape) and y_shape[-1] not in (1, None, logits_shape[-1]):
+        raise ValueError(
+            "Invalid value for argument `y`. Expected sparse labels (batch,) or one-hot "
+            f"labels like the student's outputs {tuple(logits_shape)}: labels match neither. "
+            f"Received: y of shape {tuple(y_shape)}"
+        )
+
+
+def labels_in_range(y, num_classes):
+    """Refuses integer class labels outside [0, num_classes) (checked on a first batch)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
+        return
+    if y.ndim == 2 and y.shape[-1] != 1:
+        return  # one-hot / multi-label: checked against the logits' shape
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            "Invalid value for argument `y`. Expected integer class labels in "
+            f"[0, {num_classes - 1}] for {num_classes} classes. Received: labels from {low} to "
+            f"{high} in the first batch"
+        )
+
+
+# ------------------------------------------------------------------------------ first batch
+def first_batch(student, teacher, x, y, cached_teacher_logits=None, teacher_x=None):
+    """Runs both models once, eagerly, on a first batch and refuses what would otherwise
+    train silently wrong: an empty batch, probability outputs (a softmax anywhere: in an
+    ensemble member, a nested model or `call`; a sigmoid teacher), several outputs, teacher
+    and student class counts that differ, labels of the wrong shape or out of range.
+
+    Calling the student here also builds a subclassed student before its variables are read.
+    """
+    if not tf.nest.flatten(x) or int(tf.nest.flatten(x)[0].shape[0]) == 0:
+        raise ValueError(
+            "Invalid value for argument `x`. Expected at least one example. "
+            "Received: an empty dataset"
+        )
+    s = logits_output("student", student.name, student(x, training=False), check_sigmoid=False)
+    if cached_teacher_logits is None:
+        members = getattr(teacher, "teachers", [teacher])  # a TeacherEnsemble's members
+        teacher_x = x if teacher_x is None else teacher_x  # after `teacher_preprocessing`
+        outputs = {m.name: logits_output("teacher", m.name, m(teacher_x, training=False))
+                   for m in members}
+    else:
+        outputs = {"cached teacher logits": np.asarray(cached_teacher_logits)}
+    for name, t in outputs.items():
+        if t.shape[-1] != s.shape[-1]:
+            raise ValueError(
+                f"Invalid value for argument `teacher`: '{name}' outputs {t.shape[-1]} logits "
+                f"per example and the student '{student.name}' {s.shape[-1]}. Expected the "
+                f"same number of classes. Received: teacher outputs of shape {t.shape}, "
+                f"student outputs of shape {s.shape}"
+            )
+    if y is not None:
+        label_shape(tuple(y.shape), s.shape)
+        labels_in_range(y, max(2, s.shape[-1]))

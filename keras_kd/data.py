@@ -45,7 +45,10 @@ class DataSplits:
         name: where the data came from.
         validation: batched `tf.data.Dataset` carved from the training data (seeded,
             disjoint from `train`), or None when the source has none.
-        validation_size: its number of examples.
+        validation_size: its number of examples (0 without a validation split).
+        train_examples: the training examples unbatched, unshuffled, in a fixed order, as
+            stored (raw uint8 pixels for image folders): the input of
+            `keras_kd.views.cache_views`. None when the source does not provide it.
         train_size: number of training examples (None when the source does not say).
         test_size: number of test examples (None when the source does not say).
     """
@@ -60,7 +63,8 @@ class DataSplits:
     train_size: int | None
     test_size: int | None
     validation: tf.data.Dataset | None = None
-    validation_size: int | None = None
+    validation_size: int = 0
+    train_examples: tf.data.Dataset | None = None
 
     def test_arrays(self, limit=None):
         """The test split as numpy `(x, y)` arrays (at most `limit` examples)."""
@@ -90,6 +94,23 @@ def numpy_batches(data, limit=None):
         yield x, y
         if limit is not None and seen >= limit:
             return
+
+
+def class_indices(y):
+    """Integer class labels `(N,)` from labels `(N,)`, `(N, 1)` (keras.datasets' CIFAR
+    layout) or one-hot / soft `(N, C)` rows (their argmax)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return y.argmax(-1)
+    return y.reshape(-1).astype("int64")
+
+
+def predicted_classes(logits):
+    """Top-1 classes `(N,)` of logits `(N, C)`; a one-logit binary model predicts `logit > 0`."""
+    logits = np.asarray(logits)
+    if logits.shape[-1] == 1:
+        return (logits[:, 0] > 0).astype("int64")
+    return logits.argmax(-1)
 
 
 def _to_arrays(dataset, limit):
@@ -171,25 +192,73 @@ def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None):
+def _labels(y_train, y_test):
+    """`(y_train, y_test, num_classes)`: int64 class indices, or float32 one-hot/soft rows."""
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if y_train.ndim == 2 and y_train.shape[1] > 1:  # one-hot or soft labels
+        for name, y in (("y_train", y_train), ("y_test", y_test)):
+            if y.ndim != 2 or y.shape[1] != y_train.shape[1] or y.min() < 0 or not np.allclose(
+                y.sum(-1), 1.0, atol=1e-3
+            ):
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected one-hot or soft labels of "
+                    f"shape (N, {y_train.shape[1]}) with non-negative rows summing to 1, like "
+                    f"y_train. Received: {name} of shape {y.shape}, min {y.min():g}, row sums "
+                    f"from {y.sum(-1).min():g} to {y.sum(-1).max():g}"
+                )
+        return y_train.astype("float32"), y_test.astype("float32"), int(y_train.shape[1])
+    labels = []
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.reshape(-1)
+        if y.ndim != 1 or (y.size and (y.min() < 0 or not np.all(np.mod(y, 1) == 0))):
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected integer class labels >= 0 of "
+                "shape (N,) or (N, 1), or one-hot rows (N, C). Received: "
+                f"{name} of shape {y.shape} and dtype {y.dtype}"
+            )
+        labels.append(y.astype("int64"))
+    num_classes = int(max(labels[0].max(initial=0), labels[1].max(initial=0))) + 1
+    return labels[0], labels[1], num_classes
+
+
+def _hold_out(x, y, validation_split, seed):
+    """`(x_train, y_train), (x_val, y_val)`: a seeded random `validation_split` of the examples."""
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(
+            "Invalid value for argument `validation_split`. Expected a fraction in [0, 1). "
+            f"Received: validation_split={validation_split!r}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = int(round(len(x) * validation_split))
+    return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
+
+
+def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_names=None, scale=None,
+                validation_split=0.0):
     """Builds `DataSplits` from `((x_train, y_train), (x_test, y_test))` numpy arrays.
 
     Inputs are multiplied by `scale` (default: 1/255 for uint8, 1 otherwise); grayscale
-    (N, H, W) images get a channel axis.
+    (N, H, W) images get a channel axis. Labels are integer classes `(N,)` or `(N, 1)`
+    (flattened to int64; `num_classes = max + 1`), or one-hot / soft labels `(N, C)` whose
+    rows are non-negative and sum to 1 (kept as float32; `num_classes = C`).
+    `validation_split` holds out that fraction of the training examples (chosen with `seed`)
+    as `DataSplits.validation`.
     """
     batch_size = checks.positive_int("batch_size", batch_size)
     (x_train, y_train), (x_test, y_test) = train, test
     x_train, x_test = np.asarray(x_train), np.asarray(x_test)
-    y_train, y_test = np.asarray(y_train).astype("int64"), np.asarray(y_test).astype("int64")
+    y_train, y_test, num_classes = _labels(y_train, y_test)
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        name = "y_train" if len(x_train) != len(y_train) else "y_test"
         raise ValueError(
-            "Invalid arrays: x and y differ in length. Received: "
-            f"x_train={len(x_train)}, y_train={len(y_train)}, x_test={len(x_test)}, "
-            f"y_test={len(y_test)}"
+            f"Invalid value for argument `{name}`. Expected one label per example: x and y "
+            f"differ in length. Received: x_train={len(x_train)}, y_train={len(y_train)}, "
+            f"x_test={len(x_test)}, y_test={len(y_test)} examples"
         )
     scale = _scale_for(x_train.dtype) if scale is None else float(scale)
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    (x_train, y_train), (x_val, y_val) = _hold_out(x_train, y_train, validation_split, seed)
     return DataSplits(
         train=_pipeline(
             tf.data.Dataset.from_tensor_slices((x_train, y_train)),
@@ -206,22 +275,52 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         name=name,
         train_size=len(x_train),
         test_size=len(x_test),
+        validation=_pipeline(
+            tf.data.Dataset.from_tensor_slices((x_val, y_val)),
+            batch_size, False, seed, len(x_val), cache=False, shard_policy=DATA_SHARDING,
+        ) if len(x_val) else None,
+        validation_size=len(x_val),
     )
 
 
-def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def _supervised_keys(name, info):
+    """`(image_key, label_key)` of a TFDS dataset: the builder's own `supervised_keys`
+    (what `as_supervised=True` returns), e.g. `("image", "label")` for cifar10, whose first
+    feature is `"id"`."""
+    keys = info.supervised_keys
+    if not keys or len(keys) != 2 or not all(isinstance(k, str) for k in keys):
+        raise ValueError(
+            f"Invalid value for argument `source`. Expected a TFDS dataset with supervised keys "
+            f"(input, label), as image-classification datasets have. Received: source={name!r} "
+            f"with supervised_keys={keys!r}"
+        )
+    return keys
+
+
+def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+              validation_split=0.0):
     """Loads a TFDS image-classification dataset as `DataSplits` (downloads when allowed).
 
     Raises:
         DatasetUnavailableError: if the data is neither on disk nor downloadable; the message
             names the local `.npz` alternative.
     """
-    import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
-
     try:
-        (train, test), info = tfds.load(
+        import tensorflow_datasets as tfds  # heavy: imported only when a TFDS name is used
+    except ImportError as e:
+        raise ImportError(
+            f"Loading the TFDS dataset {name!r} needs tensorflow-datasets: "
+            "pip install 'keras-kd[tfds]'. Without it, pass an .npz in the keras.datasets layout "
+            "or 'digits'."
+        ) from e
+
+    held_out = round(100 * validation_split)  # TFDS slices whole percents: the last N % of train
+    splits = [f"train[:{100 - held_out}%]", "test", f"train[{100 - held_out}%:]"] if held_out else [
+        "train", "test"]
+    try:
+        (train, test, *validation), info = tfds.load(
             name,
-            split=["train", "test"],
+            split=splits,
             as_supervised=True,
             with_info=True,
             data_dir=data_dir,
@@ -240,14 +339,14 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
             "keras.datasets layout instead, e.g. keras_kd.data.load('path/to/mnist.npz') or "
             "`keras-kd ... --data path/to/mnist.npz`, or 'digits' (bundled with scikit-learn)."
         ) from e
-    image_key = next(k for k, f in info.features.items() if k != "label")
+    image_key, label_key = _supervised_keys(name, info)
     dtype = info.features[image_key].dtype
     scale = _scale_for(dtype.as_numpy_dtype if hasattr(dtype, "as_numpy_dtype") else dtype)
 
     def normalize(x, y):
         return tf.cast(x, tf.float32) * scale, tf.cast(y, tf.int64)
 
-    label = info.features["label"]
+    label = info.features[label_key]
     sizes = {}
     for split in ("train", "test"):
         try:
@@ -266,6 +365,8 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         name=f"tfds:{name}",
         train_size=sizes["train"],
         test_size=sizes["test"],
+        validation=_pipeline(validation[0].map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
+                             False, seed, 10000, cache) if validation else None,
     )
 
 
@@ -289,16 +390,60 @@ def _has_class_folders(folder):
     )
 
 
-def _read_image_folder(folder, image_size, num_channels):
-    """All images of a folder of class folders, in sorted file order, unbatched."""
+def decode_image(contents, channels):
+    """Image file bytes to uint8 `(H, W, channels)`, decoded as Pillow (the edge runner) does.
+
+    JPEG files go through libjpeg's accurate integer DCT with fancy upsampling
+    (`dct_method="INTEGER_ACCURATE"`), the default of Pillow and of libjpeg itself; other
+    formats through `tf.io.decode_image`. TensorFlow's own default for JPEG (hence
+    `keras.utils.image_dataset_from_directory`'s) is the *fast* integer DCT: on the 10,000
+    CIFAR-10 test JPEG files it differs from Pillow in 65 % of the pixel values, by up to 5
+    levels (mean 0.99), while the accurate DCT equals Pillow's decode bit for bit on all of
+    them. Decoding the same way here and on the device keeps training and deployment pixels
+    identical.
+    """
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=channels, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(contents, channels=channels, expand_animations=False),
+    )
+
+
+def list_image_folder(folder):
+    """`(paths, labels, class_names)` of a folder of class folders, as Keras lists them.
+
+    `keras.utils.image_dataset_from_directory` gives the order (classes alphabetically, then
+    files), the class names (the folder names) and the labels (the class folder's index);
+    nothing is decoded.
+    """
     import keras
 
-    color_mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[num_channels]
-    ds = keras.utils.image_dataset_from_directory(
-        folder, labels="inferred", label_mode="int", color_mode=color_mode,
-        batch_size=None, image_size=image_size, shuffle=False, verbose=False,
+    listing = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred", label_mode="int", batch_size=None, shuffle=False,
+        verbose=False,
     )
-    return ds, list(ds.class_names), len(ds.file_paths)
+    paths, class_names = list(listing.file_paths), list(listing.class_names)
+    labels = [class_names.index(os.path.relpath(p, folder).split(os.sep)[0]) for p in paths]
+    return paths, labels, class_names
+
+
+def read_images(paths, labels, image_size, num_channels):
+    """Unbatched `(float32 image, int32 label)` dataset of image files: decoded by
+    `decode_image`, resized bilinearly as Keras' loader does (a no-op at the native size)."""
+
+    def read(path, label):
+        image = tf.image.resize(decode_image(tf.io.read_file(path), num_channels), image_size)
+        image.set_shape((*image_size, num_channels))
+        return image, tf.cast(label, tf.int32)
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    return ds.map(read, num_parallel_calls=AUTOTUNE)
+
+
+def _read_image_folder(folder, image_size, num_channels):
+    """All images of a folder of class folders, in sorted file order, unbatched."""
+    paths, labels, class_names = list_image_folder(folder)
+    return read_images(paths, labels, image_size, num_channels), class_names, len(paths)
 
 
 def _subset(ds, mask):
@@ -324,8 +469,10 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
                    image_size=None, cache=True):
     """Images in class folders as `DataSplits` of raw pixels (float32 in [0, 255]).
 
-    Reads with `keras.utils.image_dataset_from_directory` (class names are the folder names,
-    in alphabetical order; labels are integers). `path` holds either `train/` and `test/`
+    Lists the files with `keras.utils.image_dataset_from_directory` (class names are the
+    folder names, in alphabetical order; labels are integers) and decodes them with
+    `decode_image`: JPEG with the accurate integer DCT, bit for bit what Pillow (the edge
+    runner) decodes. `path` holds either `train/` and `test/`
     folders of class folders, or class folders directly; then `test_split` of the images
     (seeded) become the test split. `validation_split` of the training images (seeded,
     disjoint) become `DataSplits.validation`, for choosing hyperparameters; the test split
@@ -385,6 +532,8 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         return tf.cast(x, tf.float32), y
 
     def pipeline(ds, training, size):
+        # known length (filtering hides it): Keras then shows progress and steps per epoch
+        ds = ds.apply(tf.data.experimental.assert_cardinality(size))
         ds = ds.map(stored, num_parallel_calls=AUTOTUNE)
         if cache:
             ds = ds.cache()
@@ -393,7 +542,10 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         return ds.batch(batch_size).map(model_ready, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     n_train -= n_val
+    examples = train.apply(tf.data.experimental.assert_cardinality(n_train)).map(
+        stored, num_parallel_calls=AUTOTUNE)
     return DataSplits(
+        train_examples=examples.cache() if cache else examples,
         train=pipeline(train, True, n_train),
         test=pipeline(test, False, n_test),
         validation=pipeline(validation, False, n_val) if n_val else None,
@@ -404,21 +556,25 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
         name=path,
         train_size=n_train,
         test_size=n_test,
-        validation_size=n_val or None,
+        validation_size=n_val,
     )
 
 
-def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True):
+def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
+         validation_split=None):
     """Loads `source` as batched, prefetched `DataSplits` (see the module docstring).
 
     Args:
-        source: arrays `((x_train, y_train), (x_test, y_test))`, a `.npz` path, `"digits"`,
-            or a TFDS name.
+        source: arrays `((x_train, y_train), (x_test, y_test))`, a folder of images (see
+            `from_directory`), a `.npz` path, `"digits"`, or a TFDS name.
         batch_size: examples per batch (the global batch under `tf.distribute`).
         seed: shuffling seed.
         data_dir: TFDS data directory.
         download: let TFDS download missing data.
         cache: cache decoded TFDS examples in memory.
+        validation_split: fraction of the training examples held out (seeded) as
+            `DataSplits.validation` (for TFDS names: the last whole percents of `train`).
+            None: 0.1 for a folder of images, 0 otherwise.
 
     Returns:
         `DataSplits`.
@@ -431,22 +587,28 @@ def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=
 
     >>> splits = keras_kd.data.load("../shared/data/mnist.npz", batch_size=64)  # doctest: +SKIP
     """
+    held_out = {"validation_split": 0.0 if validation_split is None else validation_split}
     if isinstance(source, (tuple, list)) and len(source) == 2:
-        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed)
+        return from_arrays(source[0], source[1], batch_size=batch_size, seed=seed, **held_out)
     if not isinstance(source, (str, os.PathLike)):
         raise ValueError(
             "Invalid value for argument `source`. Expected ((x_train, y_train), (x_test, "
-            f"y_test)), an .npz path, 'digits' or a TFDS name. Received: source={source!r}"
+            f"y_test)), a folder of images, an .npz path, 'digits' or a TFDS name. "
+            f"Received: source={source!r}"
         )
     source = os.fspath(source)
     if os.path.isdir(source):
-        return from_directory(source, batch_size=batch_size, seed=seed)
+        return from_directory(source, batch_size=batch_size, seed=seed,
+                              validation_split=0.1 if validation_split is None else validation_split)
     if source.endswith(".npz") or os.path.exists(source):
-        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source)
+        return from_arrays(*load_npz(source), batch_size=batch_size, seed=seed, name=source,
+                           **held_out)
     if source == "digits":
         return from_arrays(
-            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16
+            *load_digits(seed=seed), batch_size=batch_size, seed=seed, name="digits", scale=1 / 16,
+            **held_out,
         )
     return load_tfds(
-        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache
+        source, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download, cache=cache,
+        **held_out,
     )

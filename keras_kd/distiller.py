@@ -2,6 +2,7 @@
 
 import numbers
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ from keras import ops
 
 from keras_kd import augment as augment_lib
 from keras_kd import checks
+from keras_kd import compat
 from keras_kd import distribute
 from keras_kd import features
 from keras_kd import losses as kd_losses
@@ -32,24 +34,20 @@ _STUDENT_LOSSES = {
         from_logits=True
     ),
     "categorical_crossentropy": lambda: keras.losses.CategoricalCrossentropy(from_logits=True),
+    "binary_crossentropy": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
 }
 
 
-def _check_logits_model(model, argument):
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a keras.Model. "
-            f"Received: {argument}={model!r}"
-        )
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    activation = getattr(last, "activation", None)
-    if isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
-        raise ValueError(
-            f"Invalid value for argument `{argument}`: the Distiller expects logits, but the "
-            f"last layer of {argument} '{model.name}' ('{last.name}') applies a softmax. "
-            "Give the last layer no activation (e.g. `keras.layers.Dense(num_classes)`, or "
-            "`classifier_activation=None` for keras.applications models)."
-        )
+def _steps_per_execution_for(steps_per_epoch, current):
+    """The largest divisor of `steps_per_epoch` that is <= `AUTO_STEPS_PER_EXECUTION`.
+
+    Keras 3.15's multi-step loop runs whole executions when `fit` gets `steps_per_epoch` on a
+    repeated dataset: steps_per_execution=64 with steps_per_epoch=3 runs 64 steps an epoch
+    (tests/test_views.py). A divisor keeps every epoch exact."""
+    if current == 1:
+        return 1
+    steps = int(steps_per_epoch)
+    return max(d for d in range(1, min(steps, AUTO_STEPS_PER_EXECUTION) + 1) if steps % d == 0)
 
 
 def _output_width(model):
@@ -67,6 +65,10 @@ def _check_alpha(alpha):
             f"the hard-label loss). Received: alpha={alpha!r}"
         )
     return float(alpha)
+
+
+def _nothing():
+    return None
 
 
 def _unreduced(loss_fn, y_true, y_pred):
@@ -111,6 +113,16 @@ class Distiller(keras.Model):
     `alpha` follows the keras.io convention: it weighs the *hard-label* loss. Some texts
     (e.g. write-ups that weigh the soft loss by alpha) use the opposite convention.
 
+    Unlabelled transfer sets (`fit(x)` with no `y`, Hinton et al.'s setting) need `alpha=0`:
+    the loss is then the distillation loss alone, `hard_loss` is logged as 0 and the compiled
+    metrics, which need labels, are not logged.
+
+    On the first batch of every `fit`/`evaluate` (arrays or `tf.data` input), both models run
+    once eagerly: this builds a subclassed student, and refuses teachers or students whose
+    outputs are probabilities (rows non-negative summing to 1, or a one-logit teacher's
+    outputs all in [0, 1]), several outputs, class counts that differ and integer labels
+    out of range, each with an error naming the model.
+
     Args:
         student: the `keras.Model` to train; it must output logits (no softmax).
         teacher: a trained, built `keras.Model` outputting logits, or a list of them (an
@@ -151,15 +163,21 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
-        _check_logits_model(student, "student")
-        _check_logits_model(teacher, "teacher")
+        checks.classifier_model("student", student)
+        checks.classifier_model("teacher", teacher)
         if not teacher.built:
             raise ValueError(
-                "Invalid value for argument `teacher`: the teacher must be a trained model, "
-                f"but '{teacher.name}' is not built (it has no weights yet)."
+                "Invalid value for argument `teacher`. Expected a trained, built keras.Model. "
+                f"Received: teacher '{teacher.name}', not built (it has no weights yet)"
             )
         if student is teacher:
-            raise ValueError("Arguments `student` and `teacher` must be different models.")
+            raise ValueError(
+                "Invalid value for argument `teacher`. Expected a model other than the student "
+                f"(the teacher stays frozen while the student trains). Received: teacher="
+                f"student='{student.name}'"
+            )
+        if teacher_preprocessing is None:  # else the teacher may take another input shape
+            checks.same_inputs(student, teacher)
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
@@ -181,6 +199,8 @@ class Distiller(keras.Model):
         self._views = self.objective.connect(teacher, student)
         self.term_trackers = [keras.metrics.Mean(name=name) for name in self.objective.names]
         self.teacher_preprocessing = teacher_preprocessing
+        self._checked_a_batch = False
+        self._checked_input = _nothing  # weak reference to the last input checked
         if student.built:
             self.built = True
 
@@ -206,22 +226,30 @@ class Distiller(keras.Model):
             metrics: metrics of the student's logits against the labels (e.g. `["accuracy"]`).
             student_loss_fn: hard-label loss: a `keras.losses.Loss`, a function returning one
                 value per example, or `"sparse_categorical_crossentropy"` /
-                `"categorical_crossentropy"` (both taken `from_logits=True`). `None` picks
-                sparse or categorical cross-entropy on logits from the labels' shape.
+                `"categorical_crossentropy"` / `"binary_crossentropy"` (all taken
+                `from_logits=True`). `None` picks sparse or categorical cross-entropy on
+                logits from the labels' shape, or binary cross-entropy on logits for a
+                one-logit student (0/1 labels; for its accuracy use
+                `keras.metrics.BinaryAccuracy(threshold=0.0)`: the outputs are logits).
             distillation_loss_fn: a `keras_kd.losses` loss (or name: `"kl_divergence"`,
-                `"soft_target_crossentropy"`, `"logits_mse"`), or any
-                `(teacher_logits, student_logits) -> per-example loss`. Default:
-                `keras_kd.losses.KLDivergence()` (times `T**2`).
+                `"soft_target_crossentropy"`, `"logits_mse"`), a Keras probability loss such
+                as `keras.losses.KLDivergence()` (applied to both models' softmax at `T`,
+                times `T**2`: see `keras_kd.losses.SoftenedKerasLoss`), or any
+                `(teacher_logits, student_logits) -> per-example loss` on raw logits.
+                Default: `keras_kd.losses.KLDivergence()` (times `T**2`).
             alpha: weight in [0, 1] of the hard-label loss; `1 - alpha` weighs the
                 distillation loss. Default 0.1.
             temperature: softening temperature `T > 0` for temperature losses. `None` keeps
-                the loss's own temperature, or 4.0 if it has none.
+                the loss's own temperature, or 4.0 if it has none. A loss that applies no
+                temperature (`logits_mse`, a plain callable) records `temperature=None`
+                (with a warning if one was given).
             steps_per_execution: training steps per call into TensorFlow. `"auto"` (default)
                 runs `AUTO_STEPS_PER_EXECUTION` (64) steps per call, 1 when `run_eagerly` or
                 under a tf.distribute strategy (Keras' multi-step loop fails there): for
                 small students the per-step overhead of `fit` otherwise costs as much as the
                 arithmetic (benchmarks/train_throughput.py). Batch-level callbacks and the
-                progress bar then see every 64th step; epoch logs are unchanged.
+                progress bar then see every 64th step; epoch logs are unchanged. The compile
+                config stores the value given ("auto"), resolved again when reloaded.
             weighted_metrics, run_eagerly, jit_compile, auto_scale_loss: as in
                 `keras.Model.compile`.
 
@@ -230,14 +258,21 @@ class Distiller(keras.Model):
         """
         if "loss" in kwargs:
             raise ValueError(
-                "The Distiller takes no `loss` argument: pass the hard-label loss as "
-                f"`student_loss_fn`. Received: loss={kwargs['loss']!r}"
+                "Invalid argument `loss`: the Distiller composes its own loss. Expected the "
+                "hard-label loss as `student_loss_fn`. Received: "
+                f"loss={kwargs['loss']!r}"
             )
         if kwargs:
-            raise ValueError(f"Unrecognized arguments for `Distiller.compile`: {sorted(kwargs)}")
+            received = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+            raise ValueError(
+                "Invalid keyword argument for `Distiller.compile`. Expected only its documented "
+                f"arguments. Received: {received}"
+            )
         self.alpha = _check_alpha(alpha)
         temperature = kd_losses.logits.check_temperature(temperature)
-        distributed = self._distribute_strategy is not None or tf.distribute.has_strategy()
+        distributed = compat.distribute_strategy(self) is not None or tf.distribute.has_strategy()
+        self._auto_steps_per_execution = steps_per_execution == "auto"
+        requested_steps = steps_per_execution  # stored as given: "auto" resolves per compile
         if steps_per_execution == "auto":
             steps_per_execution = 1 if run_eagerly or distributed else AUTO_STEPS_PER_EXECUTION
         elif isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or (
@@ -263,15 +298,33 @@ class Distiller(keras.Model):
                 f"distillation_loss_fn={distillation_loss_fn!r}"
             )
         distillation_loss_fn = kd_losses.get(distillation_loss_fn)
+        ensemble_t = self.teacher.temperature if isinstance(self.teacher, TeacherEnsemble) else None
+        if ensemble_t is not None and temperature is not None and ensemble_t != temperature:
+            raise ValueError(
+                "Invalid value for argument `temperature`: the teacher ensemble has "
+                f"temperature={ensemble_t}. Expected the same value or None (set it in one "
+                f"place). Received: temperature={temperature}"
+            )
+        temperature = temperature or ensemble_t
         if isinstance(distillation_loss_fn, kd_losses.TemperatureLoss):
             own = distillation_loss_fn.temperature
             if own is not None and temperature is not None and own != temperature:
                 raise ValueError(
-                    "Conflicting temperatures: `distillation_loss_fn` has temperature="
-                    f"{own} but `compile` received temperature={temperature}. Set it in one place."
+                    "Invalid value for argument `temperature`: `distillation_loss_fn` has "
+                    f"temperature={own}. Expected the same value or None (set it in one "
+                    f"place). Received: temperature={temperature}"
                 )
             temperature = temperature or own or DEFAULT_TEMPERATURE
             distillation_loss_fn = distillation_loss_fn.with_temperature(temperature)
+        else:
+            if temperature is not None:
+                warnings.warn(
+                    f"temperature={temperature} is not used by distillation_loss_fn="
+                    f"{getattr(distillation_loss_fn, 'name', None) or distillation_loss_fn!r}, which "
+                    "applies no temperature; it is recorded as temperature=None.",
+                    stacklevel=2,
+                )
+            temperature = None
         self.temperature = temperature
         self.distillation_loss_fn = distillation_loss_fn
         if not self.has_terms:
@@ -295,8 +348,8 @@ class Distiller(keras.Model):
             temperature=temperature,
             weighted_metrics=weighted_metrics,
             run_eagerly=run_eagerly,
-            steps_per_execution=steps_per_execution,
-            jit_compile=self.jit_compile,
+            steps_per_execution=requested_steps,
+            jit_compile=jit_compile,
         )
 
     def get_compile_config(self):
@@ -309,6 +362,20 @@ class Distiller(keras.Model):
         if self.built:
             self.optimizer.build(self.trained_variables)
 
+    def fit(self, *args, steps_per_epoch=None, **kwargs):
+        """As `keras.Model.fit`. With `steps_per_epoch` and `steps_per_execution="auto"`, the
+        steps per execution become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15
+        otherwise runs whole executions on repeated datasets (64 steps for
+        `steps_per_epoch=3`); see `_steps_per_execution_for`. Terms' warm-ups follow the
+        epochs through a callback added here."""
+        callbacks = [*(kwargs.pop("callbacks", None) or []), EpochHook(self.objective)]
+        if steps_per_epoch and getattr(self, "_auto_steps_per_execution", False):
+            wanted = _steps_per_execution_for(steps_per_epoch, self.steps_per_execution)
+            if wanted != self.steps_per_execution:
+                self.steps_per_execution = wanted
+                self.train_function = None  # rebuilt with the new count on the next fit
+        return super().fit(*args, steps_per_epoch=steps_per_epoch, callbacks=callbacks, **kwargs)
+
     def call(self, inputs, training=False):
         inputs, _ = split_cached(inputs)
         return self.student(inputs, training=training)
@@ -318,22 +385,19 @@ class Distiller(keras.Model):
         """The variables the optimizer trains: the student's and the terms' adapters'."""
         return self.student.trainable_variables + self.objective.trainable_variables
 
-    def fit(self, *args, callbacks=None, **kwargs):
-        callbacks = [*(callbacks or []), EpochHook(self.objective)]  # term warm-ups
-        return super().fit(*args, callbacks=callbacks, **kwargs)
-
     # ----------------------------------------------------------------- losses
     def _hard_losses(self, y, student_logits):
         loss_fn = self.student_loss_fn
+        if student_logits.shape[-1] == 1:  # one-logit binary: 0/1 labels as a (batch, 1) column
+            y = ops.reshape(ops.cast(y, "float32"), (-1, 1))
+            if loss_fn is None:
+                return keras.losses.binary_crossentropy(y, student_logits, from_logits=True)
         if loss_fn is None:
             y_rank, logit_rank = len(y.shape), len(student_logits.shape)
             if y_rank == logit_rank and y.shape[-1] == student_logits.shape[-1]:
                 loss_fn = keras.losses.categorical_crossentropy
             elif y_rank == logit_rank and y.shape[-1] not in (1, None):
-                raise ValueError(
-                    f"Labels of shape {tuple(y.shape)} match neither sparse labels (batch,) "
-                    f"nor one-hot labels like the student's outputs {tuple(student_logits.shape)}."
-                )
+                checks.label_shape(tuple(y.shape), tuple(student_logits.shape))
             else:
                 loss_fn = keras.losses.sparse_categorical_crossentropy
             return loss_fn(y, student_logits, from_logits=True)
@@ -361,7 +425,11 @@ class Distiller(keras.Model):
         teacher = features.as_outputs(teacher_logits)  # losses in float32 under mixed precision
         student = features.as_outputs(student_logits)
         student_logits = student[features.LOGITS]
-        hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
+        self._check_labels_given(y)
+        if y is None:  # unlabelled transfer set, alpha = 0: the hard loss is logged as 0
+            hard = ops.zeros_like(student_logits[:, 0])
+        else:
+            hard = reduction.per_example(self._hard_losses(y, student_logits), "student_loss_fn")
         hard_sum = reduction.weighted_sum(hard, sample_weight)
         total_sum, term_sums = self.objective.weighted_sums(
             hard_sum, teacher, student, y, sample_weight)
@@ -381,10 +449,15 @@ class Distiller(keras.Model):
 
     def teacher_outputs(self, x):
         """`{"logits": ..., layer: ...}` of the teacher (after `teacher_preprocessing`) for
-        `x`: inference mode, float32, no gradient."""
+        `x`: inference mode, float32, no gradient. A `TeacherEnsemble` mixes its members'
+        distributions at the Distiller's temperature."""
         if self.teacher_preprocessing is not None:
             x = self.teacher_preprocessing(x)
-        outputs = features.outputs_of(self._views.teacher, x, training=False)
+        if isinstance(self._views.teacher, TeacherEnsemble):
+            outputs = {features.LOGITS: ops.cast(self._views.teacher(
+                x, training=False, temperature=self.temperature), "float32")}
+        else:
+            outputs = features.outputs_of(self._views.teacher, x, training=False)
         return {k: ops.stop_gradient(v) for k, v in outputs.items()}
 
     def _cached_outputs(self, cached):
@@ -397,7 +470,7 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------------------ steps
     def _update_trackers(self, logs):
-        self._loss_tracker.update_state(logs["loss"], sample_weight=logs["count"])
+        compat.loss_tracker(self).update_state(logs["loss"], sample_weight=logs["count"])
         self.hard_loss_tracker.update_state(logs["hard_loss"], sample_weight=logs["count"])
         for tracker in self.term_trackers:
             tracker.update_state(logs[tracker.name], sample_weight=logs["count"])
@@ -433,11 +506,11 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y, teacher = self._augmented(x, y)
-        variables = self.trained_variables
         with tf.GradientTape() as tape:
             student = features.outputs_of(self._views.student, x, training=True)
             loss, logs = self.compute_distillation_losses(y, teacher, student, sample_weight)
             scaled_loss = self.optimizer.scale_loss(loss)
+        variables = self.trained_variables  # after the call: it builds a subclassed student
         gradients = tape.gradient(scaled_loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_trackers(logs)
@@ -452,14 +525,59 @@ class Distiller(keras.Model):
         return self._step_logs(x, y, student[features.LOGITS], sample_weight)
 
     def _step_logs(self, x, y, student_logits, sample_weight):
-        logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
+        if y is None:  # no labels: the compiled metrics are not updated (nor logged)
+            trackers = (compat.loss_tracker(self), self.hard_loss_tracker, *self.term_trackers)
+            logs = {m.name: m.result() for m in trackers}
+        else:
+            logs = self.compute_metrics(x, y, student_logits, sample_weight=sample_weight)
         return distribute.step_logs(self.distribute_strategy, logs)
 
+    def _check_first_batch(self, batch):
+        """Runs both models once, eagerly, on the first batch of `fit`/`evaluate`: see
+        `keras_kd.checks.first_batch` (this also builds a subclassed student)."""
+        if batch is None:  # an input that cannot be read twice (a Python generator)
+            return
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        x, cached = split_cached(x)
+        self._check_labels_given(y)
+        teacher_x = x if self.teacher_preprocessing is None else self.teacher_preprocessing(x)
+        checks.first_batch(self.student, self.teacher, x, y, cached, teacher_x=teacher_x)
+
+    def _check_labels_given(self, y):
+        if y is None and self.alpha > 0:
+            raise ValueError(
+                "Invalid value for argument `alpha`: the data has no labels (y=None), so the "
+                "hard-label loss cannot be computed. Expected alpha=0 to distil on the teacher "
+                f"alone, or labelled data. Received: alpha={self.alpha}"
+            )
+
+    def get_metrics_result(self):
+        # With no labels (y=None) the compiled metrics are never built: they have no result.
+        compiled = compat.compile_metrics(self)
+        unbuilt = compiled is not None and not compiled.built
+        results = {}
+        for metric in self.metrics:
+            if unbuilt and metric is compiled:
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # fit/evaluate: each new input's first batch (fit's validation data, evaluated every
+        # epoch through one cached iterator, once); train_on_batch/test_on_batch: the first
+        # call only (an eager pass of both models on every batch would double the cost)
+        adapter = getattr(iterator, "data_adapter", None)
+        if data_batch is None and (adapter is None or self._checked_input() is not adapter):
+            self._check_first_batch(compat.peek_first_batch(iterator))
+            self._checked_input = weakref.ref(adapter) if adapter is not None else _nothing
+        elif data_batch is not None and not self._checked_a_batch:
+            self._check_first_batch(data_batch)
+        self._checked_a_batch = True
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
-        if self._distribute_strategy is None or iterator is None or data_batch is not None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if compat.distribute_strategy(self) is None or iterator is None or data_batch is not None:
+            return compat.maybe_symbolic_build(super(), iterator, data_batch)
         distribute.symbolic_build_from_one_replica(self, iterator)
 
     # ------------------------------------------------------------ serialization

@@ -20,6 +20,7 @@ import os
 import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
@@ -28,12 +29,20 @@ def tf_config():
     """The `TF_CONFIG` environment variable as a dict (`{}` when unset or empty).
 
     Raises:
-        ValueError: if it is not valid JSON.
+        ValueError: if it is not a JSON object; the message shows the value.
     """
+    raw = os.environ.get("TF_CONFIG") or "{}"
     try:
-        return json.loads(os.environ.get("TF_CONFIG") or "{}")
+        config, problem = json.loads(raw), ""
     except json.JSONDecodeError as e:
-        raise ValueError(f"Invalid TF_CONFIG environment variable: {e}") from None
+        config, problem = None, f" ({e})"
+    if not isinstance(config, dict):
+        raise ValueError(
+            "Invalid value for environment variable `TF_CONFIG`. Expected a JSON object such "
+            'as {"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", '
+            f'"index": 0}}{problem}. Received: TF_CONFIG={raw!r}'
+        )
+    return config
 
 
 def _workers_in_tf_config():
@@ -59,11 +68,10 @@ def get_strategy(name="auto", collective_timeout=None):
         collective_timeout: multi-worker only: seconds after which a collective operation
             (gradient all-reduce) waiting for a stuck worker fails the run instead of hanging.
             `None` (default) sets no timeout; a *crashed* worker still fails the run, since
-            TensorFlow's coordination service notices its missed heartbeats (16 s in the
-            tests). Costly: TensorFlow arms each collective's timeout with a thread that
-            sleeps for the whole timeout, so (collectives per second x timeout) threads stay
-            alive; 300 s on MNIST reached 20,947 threads (two workers) in one epoch. Keep
-            it short.
+            TensorFlow's coordination service notices its missed heartbeats. Costly:
+            TensorFlow arms each collective's timeout with a thread that sleeps for the whole
+            timeout, so (collectives per second x timeout) threads stay alive (measured in
+            docs/guide.md, "Scaling out"). Keep it short.
 
     Raises:
         ValueError: for an unknown name, listing the available ones.
@@ -138,7 +146,7 @@ def symbolic_build_from_one_replica(model, iterator):
         return value
 
     with strategy.scope():
-        model._symbolic_build(data_batch=tf.nest.map_structure(first_local, batch))
+        compat.symbolic_build(model, tf.nest.map_structure(first_local, batch))
 
 
 def step_logs(strategy, logs):
@@ -150,7 +158,7 @@ def step_logs(strategy, logs):
     replica), so giving them a length-1 axis changes no value; elsewhere logs pass unchanged.
     """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
-        strategy.extended._in_multi_worker_mode()
+        compat.in_multi_worker_mode(strategy)
     ):
         return {k: tf.reshape(v, [1]) if v.shape.rank == 0 else v for k, v in logs.items()}
     return logs

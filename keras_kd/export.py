@@ -48,10 +48,36 @@ def _check(quantization, representative_data, max_samples):
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "Invalid value for argument `representative_data`: quantization='int8' calibrates "
-            "activation ranges and needs example inputs (numpy array, (x, y) or tf.data "
+            "activation ranges. Expected example inputs (numpy array, (x, y) or tf.data "
             "dataset). Received: representative_data=None"
         )
     checks.positive_int("max_calibration_samples", max_samples)
+
+
+def _check_model(model):
+    """The input shape (without batch) of a model export supports: one float32 input of
+    known shape, one output."""
+    checks.classifier_model("model", model)  # a keras.Model with one output
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a Functional/Sequential model built "
+            "with one keras.Input (the exported signature takes one float32 tensor named "
+            f"'input'). Received: model '{model.name}' with {len(inputs)} inputs"
+        )
+    input_shape = tuple(inputs[0].shape[1:])
+    if None in input_shape:
+        raise ValueError(
+            "Invalid value for argument `model`. Expected an input of known shape except the "
+            f"batch axis. Received: model '{model.name}' with input shape {tuple(inputs[0].shape)}"
+        )
+    if inputs[0].dtype != "float32":
+        raise ValueError(
+            "Invalid value for argument `model`. Expected one float32 input (raw pixels as "
+            "float32; put casts and preprocessing inside the model after a float32 "
+            f"keras.Input). Received: model '{model.name}' with an input of dtype {inputs[0].dtype}"
+        )
+    return input_shape
 
 
 def convert(model, quantization="float32", representative_data=None,
@@ -60,12 +86,7 @@ def convert(model, quantization="float32", representative_data=None,
     import keras
 
     _check(quantization, representative_data, max_calibration_samples)
-    input_shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
-    if input_shape is None or None in input_shape:
-        raise ValueError(
-            "Invalid value for argument `model`: export needs a model with a known input shape "
-            f"(a Functional/Sequential model built with keras.Input). Received: {model.name}"
-        )
+    input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -117,24 +138,28 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
         allow_tf_ops: allow TensorFlow (Flex) ops, which need the Flex delegate. Off by default.
         splits: optional `keras_kd.data.DataSplits`, the source of class names and scaling.
         class_names: class names (default: from `splits`, else "0".."N-1").
-        input_scale: the factor applied to raw inputs (default: from `splits`, else 1).
+        input_scale: the factor applied to raw inputs (default: from `splits`, else 1). Image
+            models with their normalisation inside (`keras_kd.models` image models, data from
+            `keras_kd.data.from_directory`) take raw pixels: 1.0.
 
     Returns:
         The metadata dict written to the `.metadata.json` sidecar.
     """
     import keras_kd
 
+    path = os.fspath(path)
+    atomic.check_writable("path", path)
     flatbuffer = convert(model, quantization, representative_data, max_calibration_samples,
                          int8_io, allow_tf_ops)
-    path = os.fspath(path)
     atomic.write_bytes(path, flatbuffer)
     num_classes = int(model.outputs[0].shape[-1])
     names = list(class_names or (splits.class_names if splits else None)
                  or [str(i) for i in range(num_classes)])
     details = _interpreter(model_content=flatbuffer)
+    scale = float(input_scale if input_scale is not None else (splits.scale if splits else 1.0))
     metadata = litert_runner.describe(
-        details, quantization=quantization, class_names=names,
-        input_scale=input_scale if input_scale is not None else (splits.scale if splits else 1.0),
+        details, quantization=quantization, class_names=names, input_scale=scale,
+        input_description=describe_input(model, scale),
         source_model=model.name, version=keras_kd.__version__, allow_tf_ops=allow_tf_ops,
     )
     labels_path, metadata_path = sidecar_paths(path)
@@ -143,13 +168,43 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     return metadata
 
 
-def _interpreter(model_path=None, model_content=None, num_threads=None):
+def _preprocessing_layer(model):
+    """The model's first layer if it is a Keras preprocessing layer (Normalization, Rescaling),
+    as in the image models of `keras_kd.models` and keras.applications models built with
+    `include_preprocessing=True`; else None."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if layers and isinstance(layers[0], (keras.layers.Normalization, keras.layers.Rescaling)):
+        return layers[0]
+    return None
+
+
+def describe_input(model, input_scale):
+    """What the exported file's input takes, in words (the sidecar's `input_description`)."""
+    shape = [int(d) for d in model.inputs[0].shape[1:]]
+    if len(shape) == 3 and shape[-1] in (1, 3):
+        layout = f"{'RGB' if shape[-1] == 3 else 'grayscale'}, HxWxC = {'x'.join(map(str, shape))}"
+        inside = _preprocessing_layer(model)
+        if input_scale == 1.0 and inside is not None:
+            return (f"raw pixels 0-255, {layout}, float32; the model normalises them inside "
+                    f"(layer {inside.name!r}): feed decoded pixels unchanged")
+        return f"raw pixels times input_scale={input_scale:g}, {layout}, float32"
+    return f"raw values times input_scale={input_scale:g}, shape {shape}, float32"
+
+
+def _interpreter_class():
     """The LiteRT interpreter (`ai-edge-litert`), TensorFlow's as a fallback."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=model_path, model_content=model_content, num_threads=num_threads)
+    return Interpreter
+
+
+def _interpreter(model_path=None, model_content=None, num_threads=None):
+    return _interpreter_class()(model_path=model_path, model_content=model_content,
+                                num_threads=num_threads)
 
 
 def _latency_ms(path, x_one, num_threads, repeats=200):
@@ -181,8 +236,7 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         difference| (dequantized), file size, batch-1 latency at one thread and all threads,
         the file's operators and whether it needs the Flex delegate.
     """
-    interpreter = _interpreter(model_path=tflite_path)
-    runner = litert_runner.Runner(interpreter)
+    interpreter, runner = litert_runner.open_model(_interpreter_class(), tflite_path)
     keras_correct = tflite_correct = agree = n = 0
     max_diff = 0.0
     first = None
@@ -193,9 +247,10 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         lite_logits = np.concatenate(
             [runner(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-        k, t = keras_logits.argmax(-1), lite_logits.argmax(-1)
+        k, t = data_lib.predicted_classes(keras_logits), data_lib.predicted_classes(lite_logits)
         agree += int((k == t).sum())
         if y is not None:
+            y = data_lib.class_indices(y)
             keras_correct += int((k == y).sum())
             tflite_correct += int((t == y).sum())
         max_diff = max(max_diff, float(np.abs(keras_logits - lite_logits).max()))

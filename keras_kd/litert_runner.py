@@ -6,6 +6,7 @@ installed, and `keras_kd.export.verify` uses the very same code to check exporte
 """
 
 import json
+import os
 
 import numpy as np
 
@@ -52,6 +53,33 @@ class Runner:
     def __call__(self, x):
         out = self.runner(**{INPUT_NAME: self.quantize_input(x)})[OUTPUT_NAME]
         return self.dequantize_output(out)
+
+
+def open_model(interpreter_class, path, num_threads=None, argument="tflite_path"):
+    """`(interpreter, Runner)` for the `.tflite` file at `path`.
+
+    Raises:
+        FileNotFoundError: if there is no file at `path`.
+        ValueError: naming `path` and what was expected, if the file is truncated, corrupt
+            or lacks the `serving_default` signature written by `keras_kd.export`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Invalid value for argument `{argument}`. Expected a .tflite file written by "
+            f"keras_kd.export.to_tflite. Received: {argument}={path!r} (no such file)"
+        )
+    try:
+        interpreter = interpreter_class(model_path=path, num_threads=num_threads)
+        return interpreter, Runner(interpreter)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a TFLite flatbuffer with a "
+            f"'{SIGNATURE}' signature taking '{INPUT_NAME}' and returning '{OUTPUT_NAME}' (as "
+            f"written by keras_kd.export.to_tflite). Received: {argument}={path!r} "
+            f"({os.path.getsize(path)} bytes; the file is truncated, corrupt or not a keras_kd "
+            f"export: {type(e).__name__}: {str(e)[:200]})"
+        ) from None
 
 
 def operators(interpreter):

@@ -13,9 +13,9 @@ from keras_kd import checks
 POLICIES = ("auto", "off", "mixed_float16", "mixed_bfloat16")
 
 
-def _cpu_has_bf16():
+def _cpu_has_bf16(cpuinfo="/proc/cpuinfo"):
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             flags = f.read()
     except OSError:
         return False

@@ -46,7 +46,7 @@ def write(results_path, output_dir=None):
             if key in history:
                 ax.plot(range(1, len(history[key]) + 1), history[key], label=name)
     axes[0].set(title="training loss (distilled: alpha*hard + (1-alpha)*soft)", xlabel="epoch")
-    axes[1].set(title="test accuracy", xlabel="epoch")
+    axes[1].set(title="validation accuracy (held out from the training data)", xlabel="epoch")
     for ax in axes:
         ax.legend()
         ax.grid(alpha=0.3)

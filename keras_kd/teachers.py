@@ -8,23 +8,41 @@ import tensorflow as tf
 from keras import ops
 
 from keras_kd import checks
+from keras_kd import compat
+from keras_kd.losses.logits import check_temperature
+from keras_kd.losses.logits import softened_log_probs
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
 class TeacherEnsemble(keras.Model):
     """Several teachers seen as one: their combined logits.
 
-    `mode="logits"` returns the weighted mean of the members' logits. `mode="probabilities"`
-    returns `log(sum_i w_i * softmax(logits_i))`, logits whose softmax is the ensemble's mean
-    prediction (Hinton et al., 2015, distil an ensemble's averaged predictions).
+    `mode="logits"` returns the weighted mean of the members' logits `sum_i w_i z_i`.
+
+    `mode="probabilities"` distils the weighted mean of the members' *softened*
+    distributions (Hinton et al., 2015, distil an ensemble's averaged predictions): at
+    temperature `T` the soft target is
+
+        m = sum_i w_i softmax(z_i / T)
+
+    and the ensemble returns the logits `T * log(m)` (computed as `T * logsumexp_i(log w_i +
+    log_softmax(z_i / T))`, stable for any logits), so that the Distiller's
+    `softmax(logits / T)` is exactly `m`. The `Distiller` passes its own temperature; used on
+    its own the ensemble takes `temperature` (default 1: the mean prediction). With identical
+    members this is single-teacher distillation: `T * log_softmax(z / T)` differs from `z`
+    by a constant per example. One-logit binary members mix `sigmoid(z_i / T)` the same way
+    and return one logit `T * (log m_1 - log m_0)`.
 
     Args:
         teachers: list of built `keras.Model`s with the same input and number of classes.
         weights: optional list of non-negative weights, one per teacher (normalised to sum 1).
         mode: `"logits"` (default) or `"probabilities"`.
+        temperature: with `"probabilities"`, the temperature used when the ensemble is called
+            on its own (e.g. by `keras_kd.teachers.cache_logits`), `None` for 1; a `Distiller`
+            whose temperature differs refuses it.
     """
 
-    def __init__(self, teachers, weights=None, mode="logits", **kwargs):
+    def __init__(self, teachers, weights=None, mode="logits", temperature=None, **kwargs):
         super().__init__(**kwargs)
         teachers = list(teachers)
         if not teachers or not all(isinstance(t, keras.Model) for t in teachers):
@@ -44,14 +62,22 @@ class TeacherEnsemble(keras.Model):
         self.teachers = teachers
         self.ensemble_weights = [w / sum(weights) for w in weights]
         self.mode = mode
+        self.temperature = check_temperature(temperature)
         self.built = all(t.built for t in teachers)
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, temperature=None):
         outputs = [ops.cast(t(inputs, training=training), "float32") for t in self.teachers]
         if self.mode == "logits":
             return sum(w * o for w, o in zip(self.ensemble_weights, outputs))
-        probs = sum(w * ops.softmax(o, axis=-1) for w, o in zip(self.ensemble_weights, outputs))
-        return ops.log(ops.maximum(probs, 1e-30))
+        t = temperature or self.temperature or 1.0
+        log_mix = ops.logsumexp(
+            ops.stack([np.log(w) + softened_log_probs(o, t)
+                       for w, o in zip(self.ensemble_weights, outputs) if w > 0]),
+            axis=0,
+        )
+        if outputs[0].shape[-1] == 1:
+            return t * (log_mix[:, 1:] - log_mix[:, :1])
+        return t * log_mix
 
     def get_config(self):
         config = super().get_config()
@@ -59,6 +85,7 @@ class TeacherEnsemble(keras.Model):
             teachers=[keras.saving.serialize_keras_object(t) for t in self.teachers],
             weights=self.ensemble_weights,
             mode=self.mode,
+            temperature=self.temperature,
         )
         return config
 
@@ -94,7 +121,7 @@ def _first_batch(dataset):
 
 def _random_ops(dataset):
     """Shuffle and random ops in a dataset's graph (its map functions included)."""
-    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    graph = compat.dataset_graph_def(dataset)
     nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     return sorted({n.op for n in nodes if "Shuffle" in n.op or "Random" in n.op})
 
@@ -142,10 +169,20 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None)
         )
     if not is_deterministic(dataset):
         raise ValueError(
-            "Invalid value for argument `dataset`: it yields different data on each pass "
-            f"(shuffled or randomly augmented: {_random_ops(dataset) or 'passes differ'}), so "
-            "teacher outputs cannot be cached. Cache before `shuffle`/augmentation (and pass "
-            "`shuffle_buffer`), or train with the live teacher."
+            "Invalid value for argument `dataset`: it yields different data on each pass, so "
+            "teacher outputs cannot be cached. Expected a deterministic dataset: cache before "
+            "`shuffle`/augmentation (and pass `shuffle_buffer`), or train with the live "
+            "teacher. Received: a dataset that is shuffled or randomly augmented "
+            f"({_random_ops(dataset) or 'two passes differ'})"
+        )
+    if isinstance(teacher, TeacherEnsemble) and teacher.mode == "probabilities" and (
+        teacher.temperature is None
+    ):
+        raise ValueError(
+            "Invalid value for argument `teacher`: a TeacherEnsemble(mode='probabilities') "
+            "mixes its members' distributions at a temperature, which cached logits must "
+            "share with the Distiller. Expected TeacherEnsemble(..., temperature=T) with the "
+            "Distiller's T. Received: temperature=None"
         )
     batch_size = int(tf.nest.flatten(_first_batch(dataset))[0].shape[0])
 

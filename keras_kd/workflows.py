@@ -4,11 +4,16 @@ Each returns a JSON-serialisable dict; callers save models and results with
 `keras_kd.atomic`, so an interrupted run never leaves a half-written file behind.
 """
 
+import hashlib
+import math
 import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from keras_kd import callbacks as kd_callbacks
+from keras_kd import data as data_lib
 from keras_kd.distiller import Distiller
 
 
@@ -37,13 +42,71 @@ def model_facts(model):
 
 
 def accuracy(model, splits):
-    """Top-1 accuracy of a logits model on the test split (plain numpy, no compile needed)."""
+    """Top-1 accuracy of a logits model on the test split (plain numpy, no compile needed).
+
+    Labels may be integers of shape (N,) or (N, 1) (the keras.datasets layout) or one-hot.
+    """
     correct = total = 0
     for x, y in splits.test:
-        pred = np.argmax(model(x, training=False), axis=-1)
-        correct += int(np.sum(pred == y.numpy()))
+        pred = data_lib.predicted_classes(model(x, training=False))
+        correct += int(np.sum(pred == data_lib.class_indices(y)))
         total += len(pred)
     return correct / total
+
+
+class _EpochSeed(keras.callbacks.Callback):
+    """Tells the training pipeline which epoch starts (before Keras creates its iterator)."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+def epoch_seeded_train(splits, seed):
+    """The training split, reshuffled every epoch in an order that depends on (seed, epoch) only.
+
+    tf.data's own `shuffle(seed=...)` draws a new order per *iterator*, so a run resumed from a
+    backup at epoch k would see epoch 0's order again; here epoch k sees the same batches in an
+    uninterrupted run and in a resumed one. Returns `(dataset, callback)`: pass both to `fit`.
+    """
+    batches = list(data_lib.numpy_batches(splits.train))
+    batch_size = len(batches[0][0])
+    x, y = (np.concatenate([b[i] for b in batches]) for i in (0, 1))
+    # `splits.train` comes in a new order at each pass: sort the examples by content first.
+    keys = [hashlib.blake2b(xi.tobytes() + yi.tobytes(), digest_size=16).digest()
+            for xi, yi in zip(x, y)]
+    canonical = sorted(range(len(x)), key=keys.__getitem__)
+    x, y = tf.constant(x[canonical]), tf.constant(y[canonical])
+    n = int(x.shape[0])
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_seed")
+    steps = math.ceil(n / batch_size)
+
+    def batch(step):  # the epoch's order is recomputed per batch: cheap, and stateless
+        key = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
+        i = order[step * batch_size:tf.minimum((step + 1) * batch_size, n)]
+        return tf.gather(x, i), tf.gather(y, i)
+
+    dataset = tf.data.Dataset.range(steps).map(batch).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = data_lib.DATA_SHARDING
+    return dataset.with_options(options), _EpochSeed(epoch)
+
+
+def _fit(model, splits, *, epochs, verbose, callbacks, seed, backup_dir):
+    """`model.fit` on `epoch_seeded_train`, validated on `splits.validation` (never the test
+    set), resuming from `backup_dir` when it holds a backup. Returns `(history, seconds)`."""
+    train, epoch_seed = epoch_seeded_train(splits, seed)
+    callbacks = [epoch_seed, *(callbacks or [])]
+    if backup_dir:
+        callbacks.append(kd_callbacks.BackupAndRestore(backup_dir))
+    start = time.time()
+    history = model.fit(train, validation_data=splits.validation, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, shuffle=False)  # shuffled above
+    return history, round(time.time() - start, 2)
 
 
 def compile_classifier(model, lr, epochs, steps):
@@ -55,23 +118,38 @@ def compile_classifier(model, lr, epochs, steps):
     )
 
 
-def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None):
-    """Trains a logits model on the labels alone (a teacher, or a student's scratch twin)."""
-    compile_classifier(model, lr, epochs, _steps(splits))
-    start = time.time()
-    history = model.fit(splits.train, validation_data=splits.test, epochs=epochs, verbose=verbose,
-                        callbacks=callbacks)
+def _facts(model, history, seconds, splits):
     return {
         **model_facts(model),
-        "test_accuracy": accuracy(model, splits),
-        "train_seconds": round(time.time() - start, 2),
+        "test_accuracy": accuracy(model, splits),  # the one look at the test set
+        "train_seconds": seconds,
+        "initial_epoch": history.epoch[0] if history.epoch else None,  # > 0 when resumed
+        "epochs_run": len(history.epoch),
         "history": _history(history),
     }
 
 
+def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None, seed=0,
+                     backup_dir=None):
+    """Trains a logits model on the labels alone (a teacher, or a student's scratch twin).
+
+    Validation metrics come from `splits.validation`; the test set is scored once, at the end.
+    With `backup_dir`, training state is backed up after every epoch and an interrupted run
+    called again with the same arguments resumes from the last completed epoch.
+    """
+    compile_classifier(model, lr, epochs, _steps(splits))
+    history, seconds = _fit(model, splits, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                            seed=seed, backup_dir=backup_dir)
+    return _facts(model, history, seconds, splits)
+
+
 def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
-            distillation_loss_fn=None, lr=1e-3, verbose="auto", callbacks=None):
-    """Distils `teacher` into `student`; returns the facts and the trained `Distiller`."""
+            distillation_loss_fn=None, lr=1e-3, verbose="auto", callbacks=None, seed=0,
+            backup_dir=None):
+    """Distils `teacher` into `student`; returns the facts and the trained `Distiller`.
+
+    Validation, test scoring and `backup_dir` as in `train_supervised`.
+    """
     distiller = Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=optimizer(lr, epochs, _steps(splits)),
@@ -80,17 +158,10 @@ def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
         alpha=alpha,
         temperature=temperature,
     )
-    start = time.time()
-    history = distiller.fit(splits.train, validation_data=splits.test, epochs=epochs,
-                            verbose=verbose, callbacks=callbacks)
-    results = {
-        **model_facts(student),
-        "alpha": alpha,
-        "temperature": distiller.temperature,
-        "test_accuracy": accuracy(student, splits),
-        "train_seconds": round(time.time() - start, 2),
-        "history": _history(history),
-    }
+    history, seconds = _fit(distiller, splits, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                            seed=seed, backup_dir=backup_dir)
+    results = {"alpha": alpha, "temperature": distiller.temperature,
+               **_facts(student, history, seconds, splits)}
     return results, distiller
 
 

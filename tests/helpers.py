@@ -61,3 +61,39 @@ def kl_np(teacher, student, t):
 def sparse_ce_np(labels, logits):
     logits = np.asarray(logits, "float64")
     return -log_softmax_np(logits)[np.arange(len(labels)), labels]
+
+
+class Spy(keras.Model):
+    """Wraps a model and records every batch it is called on (eager runs only)."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+        self.seen = []
+
+    def call(self, x, training=False):
+        self.seen.append(np.array(x))
+        return self.model(x, training=training)
+
+
+def run_without_tensorflow(tmp_path, argv, timeout=120):
+    """Runs `python argv...` in a process where importing tensorflow or keras fails.
+
+    Asserts first that the block works, then returns the `subprocess.CompletedProcess`.
+    """
+    import os
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "blocker"
+    for package in ("tensorflow", "keras"):
+        (blocker / package).mkdir(parents=True, exist_ok=True)
+        (blocker / package / "__init__.py").write_text(
+            f"raise ImportError('{package} is blocked in this process')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
+                           capture_output=True, text=True)
+    assert "blocked" in check.stderr  # the process really cannot load TensorFlow
+    return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True,
+                          timeout=timeout)

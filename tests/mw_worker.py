@@ -54,16 +54,19 @@ else:
     history = distiller.fit(X[:32], Y[:32], batch_size=16, epochs=epochs, shuffle=False,
                             verbose=0, callbacks=callbacks)
 
-# Which examples does each worker read from a sharded pipeline?
-ids = tf.data.Dataset.range(64).batch(16)
+# Which examples does each worker read from keras_kd's own (shuffled, seeded) train split?
+# Each example's input is its id; both workers build the pipeline independently.
+ids = np.arange(64, dtype="float32")[:, None]
+splits = kd.data.from_arrays((ids, np.arange(64) % 4), (ids[:8], np.arange(8) % 4),
+                             batch_size=16, seed=0)
 seen = []
-for batch in strategy.experimental_distribute_dataset(ids):
-    seen += [int(i) for r in strategy.experimental_local_results(batch) for i in r.numpy()]
+for x, _ in strategy.experimental_distribute_dataset(splits.train):
+    seen += [int(i) for r in strategy.experimental_local_results(x) for i in r.numpy().ravel()]
 
 np.savez(os.path.join(out, "weights.npz"), *student.get_weights())
 with open("/proc/self/status") as f:  # native threads (TensorFlow's included), Linux
     threads = next((int(line.split()[1]) for line in f if line.startswith("Threads:")), -1)
 with open(os.path.join(out, "report.json"), "w") as f:
-    json.dump({"history": history.history, "seen": seen, "chief": kd_callbacks.is_chief(),
+    json.dump({"history": history.history, "seen": seen, "chief": kd_callbacks.is_chief(strategy),
                "replicas": strategy.num_replicas_in_sync, "threads": threads,
                "steps": epochs * 2}, f)  # 32 examples in global batches of 16

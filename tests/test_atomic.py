@@ -26,3 +26,12 @@ def test_failure_keeps_the_old_file_and_removes_the_temporary(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["model.weights.h5"]
+
+
+def test_overwrite_false_refuses_an_existing_file_and_leaves_it(tmp_path):
+    target = tmp_path / "results.json"
+    atomic.write_json(target, {"a": 1}, overwrite=False)  # a new file is fine
+    with pytest.raises(FileExistsError, match="results.json' exists; pass overwrite=True"):
+        atomic.write_json(target, {"a": 2}, overwrite=False)
+    assert target.read_text().replace(" ", "").replace("\n", "") == '{"a":1}'
+    assert os.listdir(tmp_path) == ["results.json"]

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_kd
+from helpers import Spy
 from keras_kd.augment import Augmentation
 
 
@@ -18,19 +19,6 @@ def _model(name, num_classes=4):
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name=name)
-
-
-class _Spy(keras.Model):
-    """Wraps a model and records every batch it is called on (eager runs only)."""
-
-    def __init__(self, model, **kwargs):
-        super().__init__(**kwargs)
-        self.model = model
-        self.seen = []
-
-    def call(self, x, training=False):
-        self.seen.append(np.array(x))
-        return self.model(x, training=training)
 
 
 def test_same_seed_same_view_and_different_seed_other_view():
@@ -71,9 +59,9 @@ def test_mixup_labels_match_a_hand_computation():
 
 
 def test_teacher_sees_exactly_the_students_augmented_batch():
-    teacher = _Spy(_model("teacher"))
+    teacher = Spy(_model("teacher"))
     teacher(_images(2))
-    student = _Spy(_model("student"))
+    student = Spy(_model("student"))
     student(_images(2))
     teacher.seen.clear()
     student.seen.clear()
@@ -84,6 +72,9 @@ def test_teacher_sees_exactly_the_students_augmented_batch():
     x = _images(16)
     y = np.arange(16) % 4
     distiller.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    # the Distiller first runs both models once on the raw first batch (input checks)
+    np.testing.assert_array_equal(student.seen[0], x[:8])
+    teacher.seen, student.seen = teacher.seen[1:], student.seen[1:]
     assert len(teacher.seen) == len(student.seen) == 2
     for t_in, s_in, raw in zip(teacher.seen, student.seen, (x[:8], x[8:])):
         np.testing.assert_array_equal(t_in, s_in)

@@ -41,7 +41,7 @@ def test_arrays_source_and_errors():
     y = np.arange(50) % 3
     splits = data.load(((x, y), (x[:10], y[:10])), batch_size=8)
     assert splits.num_classes == 3 and splits.input_shape == (6, 6, 1)
-    with pytest.raises(ValueError, match="x and y differ in length"):
+    with pytest.raises(ValueError, match=r"`y_train`.*differ in length"):
         data.load(((x, y[:5]), (x, y)))
     with pytest.raises(ValueError, match=r"argument `batch_size`.*Received: batch_size=0"):
         data.load(((x, y), (x, y)), batch_size=0)

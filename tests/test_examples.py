@@ -1,17 +1,19 @@
 """The examples run end to end at a small budget and write what they print."""
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 
 
-def run_example(*args):
+def run_example(*args, script="mnist_hinton.py"):
     return subprocess.run(
-        [sys.executable, str(REPO / "examples" / "mnist_hinton.py"), *args],
+        [sys.executable, str(REPO / "examples" / script), *args],
         capture_output=True, text=True, timeout=600,
     )
 
@@ -54,3 +56,38 @@ def test_mnist_hinton_names_a_bad_seed_list(tmp_path):
     assert "--seeds-20" in proc.stderr and "'0,x'" in proc.stderr
     assert "comma-separated integers" in proc.stderr
     assert not (tmp_path / "never.json").exists()
+
+
+def _cifar10_slice(root, per_class):
+    """A small CIFAR-10 folder of links to the real JPEG files."""
+    source = REPO.parent / "shared" / "data" / "cifar10"
+    if not source.exists():
+        pytest.skip(f"CIFAR-10 folder not found at {source}")
+    for split, count in (("train", per_class), ("test", per_class // 4)):
+        for cls in sorted(os.listdir(source / split)):
+            (root / split / cls).mkdir(parents=True)
+            for name in sorted(os.listdir(source / split / cls))[:count]:
+                os.symlink(source / split / cls / name, root / split / cls / name)
+    return root
+
+
+def test_cifar10_comparison_small_budget_and_resume(tmp_path):
+    from keras_kd import models
+
+    folder = _cifar10_slice(tmp_path / "cifar10", per_class=24)
+    teacher = models.build("cnn-small", (32, 32, 3), 10)
+    teacher.save(tmp_path / "teacher.keras")
+    args = ["--data", str(folder), "--teacher", str(tmp_path / "teacher.keras"),
+            "--students", "mobile-small", "--seeds", "0", "--epochs", "1", "--alpha", "0.3",
+            "--views-dir", str(tmp_path / "views"), "--out", str(tmp_path / "rows.json"),
+            "--verbose", "0"]
+    proc = run_example(*args, script="cifar10.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["scratch", "keras_kd", "keras_distillation"]
+    for r in rows:
+        assert 0.0 <= r["test_accuracy"] <= 1.0 and r["params"] == rows[0]["params"]
+    assert len(list((tmp_path / "views").glob("*.npz"))) == 1  # teacher views stored once
+    again = run_example(*args, script="cifar10.py")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((tmp_path / "rows.json").read_text())["rows"] == rows  # resumed: no rerun

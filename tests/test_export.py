@@ -3,13 +3,12 @@ batch sizes, operators, sidecars, and the edge runner in a process without Tenso
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from helpers import run_without_tensorflow
 from keras_kd import export, models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,14 +39,31 @@ def trained(mnist, tmp_path_factory):
     return model, files, reports, (x_test, y_test)
 
 
+def ties(logits, tolerance):
+    """Examples whose two best logits are within `tolerance`: their top-1 may flip."""
+    top = np.sort(logits, axis=-1)
+    return top[:, -1] - top[:, -2] <= tolerance
+
+
 def test_float32_matches_keras(trained):
-    _, _, reports, _ = trained
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_kd.litert_runner import Runner
+
+    model, files, reports, (x_test, y_test) = trained
     r = reports["float32"]
-    assert r["examples"] == 10000
-    assert r["keras_accuracy"] > 0.95
-    assert r["top1_agreement"] >= 0.999
-    assert r["max_abs_diff"] <= 1e-4
-    assert r["tflite_accuracy"] == pytest.approx(r["keras_accuracy"], abs=1e-3)
+    assert r["examples"] == 10000 and r["keras_accuracy"] > 0.95
+    keras_logits = np.concatenate([np.asarray(model(x_test[i : i + 500], training=False))
+                                   for i in range(0, len(x_test), 500)])
+    runner = Runner(Interpreter(model_path=files["float32"]))
+    lite_logits = np.concatenate([runner(x_test[i : i + 500]) for i in range(0, len(x_test), 500)])
+    diff = np.abs(keras_logits - lite_logits).max()
+    assert diff <= 1e-5 * np.abs(keras_logits).max()  # float32 rounding, nothing more
+    disagree = keras_logits.argmax(-1) != lite_logits.argmax(-1)
+    assert not np.any(disagree & ~ties(keras_logits, 2 * diff))  # only exact (rounding) ties
+    assert r["top1_agreement"] == pytest.approx(1 - disagree.mean())
+    assert r["max_abs_diff"] <= 1e-5 * np.abs(keras_logits).max()
+    assert r["tflite_accuracy"] == pytest.approx(r["keras_accuracy"], abs=disagree.mean())
 
 
 @pytest.mark.parametrize("mode", ["float16", "dynamic"])
@@ -117,28 +133,19 @@ def test_bad_arguments_name_the_argument(trained, tmp_path):
 
 def test_edge_runner_without_tensorflow(trained, tmp_path):
     model, files, _, (x_test, _) = trained
-    blocker = tmp_path / "blocker"
-    (blocker / "tensorflow").mkdir(parents=True)
-    (blocker / "tensorflow" / "__init__.py").write_text(
-        "raise ImportError('TensorFlow is blocked in this process')\n"
-    )
-    (blocker / "keras").mkdir()
-    (blocker / "keras" / "__init__.py").write_text("raise ImportError('Keras is blocked')\n")
     raw = np.round(x_test[:25] * 255).astype(np.uint8)  # raw pixels, as stored on a device
     np.save(tmp_path / "x.npy", raw)
-    env = {**os.environ, "PYTHONPATH": str(blocker)}
-    check = subprocess.run([sys.executable, "-c", "import tensorflow"], env=env,
-                           capture_output=True, text=True)
-    assert "blocked" in check.stderr  # the process really cannot load TensorFlow
-    expected = model.predict(x_test[:25], verbose=0).argmax(-1)
+    keras_logits = model.predict(x_test[:25], verbose=0)
+    expected = keras_logits.argmax(-1)
     for mode in ("float32", "int8"):
-        out = subprocess.run(
-            [sys.executable, os.path.join(REPO, "export", "edge", "run_litert.py"),
-             "--model", files[mode], "--input", str(tmp_path / "x.npy"), "--top-k", "2"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )
+        out = run_without_tensorflow(tmp_path, [
+            os.path.join(REPO, "export", "edge", "run_litert.py"),
+            "--model", files[mode], "--input", str(tmp_path / "x.npy"), "--top-k", "2"])
         assert out.returncode == 0, out.stderr
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         predicted = np.array([line["top"][0]["class"] for line in lines])
         assert len(lines) == 25 and len(lines[0]["top"]) == 2
-        assert np.mean(predicted == expected) >= 0.96
+        if mode == "float32":  # every image, but (rounding) ties
+            assert np.all((predicted == expected) | ties(keras_logits, 1e-4))
+        else:  # int8 quantizes activations: a bound, as for its accuracy
+            assert np.mean(predicted == expected) >= 0.96

@@ -227,7 +227,7 @@ def test_student_checkpoint_saves_the_best_student(tmp_path):
     hard = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(Y, restored.predict(X, verbose=0))
     np.testing.assert_allclose(float(hard), min(history["val_hard_loss"]), rtol=1e-5)
     assert os.listdir(tmp_path) == ["best_student.keras"]
-    with pytest.raises(ValueError, match="monitor='nope' is not in the logs"):
+    with pytest.raises(ValueError, match=r"`monitor`.*Received: monitor='nope'"):
         distiller.fit(X, Y, epochs=1, verbose=0, callbacks=[
             kd.callbacks.StudentCheckpoint(path, monitor="nope", save_best_only=True)])
 
@@ -245,5 +245,5 @@ def test_strategy_names_and_batch_sizes(monkeypatch):
     with pytest.raises(ValueError, match="exactly one"):
         kd.distribute.batch_sizes(mirrored)
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ValueError, match="Invalid TF_CONFIG"):
+    with pytest.raises(ValueError, match="environment variable `TF_CONFIG`"):
         kd.distribute.get_strategy("auto")

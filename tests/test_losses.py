@@ -120,3 +120,42 @@ def test_get_by_name_lists_available_names():
     assert isinstance(losses.get("kl_divergence"), losses.KLDivergence)
     with pytest.raises(ValueError, match="kl_divergence.*Received: distillation_loss_fn='nope'"):
         losses.get("nope")
+
+
+def test_softened_keras_kl_equals_keras_kd_kl_until_keras_clips():
+    wrapped = losses.get(keras.losses.KLDivergence()).with_temperature(2.0)
+    assert isinstance(wrapped, losses.SoftenedKerasLoss)
+    np.testing.assert_allclose(wrapped.call(TEACHER, STUDENT), kl_np(TEACHER, STUDENT, 2.0),
+                               rtol=1e-5)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(wrapped))
+    np.testing.assert_allclose(restored.call(TEACHER, STUDENT), wrapped.call(TEACHER, STUDENT))
+    # Confident logits at T = 1: softmax probabilities below 1e-7 are clipped by Keras.
+    confident = TEACHER * 10
+    p = np.exp(log_softmax_np(confident.astype("float64")))
+    q = np.exp(log_softmax_np(STUDENT.astype("float64")))
+    assert p.min() < 1e-7
+    clipped = (np.clip(p, 1e-7, 1) * np.log(np.clip(p, 1e-7, 1) / np.clip(q, 1e-7, 1))).sum(-1)
+    value = wrapped.with_temperature(1.0).call(confident, STUDENT)
+    np.testing.assert_allclose(value, clipped, rtol=1e-4)
+    assert np.abs(np.asarray(value) - kl_np(confident, STUDENT, 1.0)).max() > 1e-6
+
+
+@pytest.mark.parametrize("loss", [keras.losses.SparseCategoricalCrossentropy(),
+                                  keras.losses.BinaryCrossentropy(), keras.losses.binary_crossentropy])
+def test_label_losses_are_refused_as_distillation_losses(loss):
+    with pytest.raises(ValueError, match=r"`distillation_loss_fn`.*labels.*KLDivergence"):
+        losses.get(loss)
+
+
+@pytest.mark.parametrize("t", [0.5, 1.0, 4.0, 20.0])
+def test_t_squared_gradient_claim(t):
+    """d/dz_s of T^2 KL(softmax(z_t/T) || softmax(z_s/T)) = T (softmax(z_s/T) - softmax(z_t/T))."""
+    student = tf.Variable(STUDENT)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(losses.KLDivergence(temperature=t).call(TEACHER, student))
+    gradient = tape.gradient(total, student).numpy()
+    p = np.exp(log_softmax_np(TEACHER.astype("float64") / t))
+    q = np.exp(log_softmax_np(STUDENT.astype("float64") / t))
+    np.testing.assert_allclose(gradient, t * (q - p), rtol=1e-4, atol=1e-6)
+    # T**2 keeps it from vanishing as T grows: it tends to (z_s - z_t, centred) / C
+    assert np.abs(gradient).max() > 0.05

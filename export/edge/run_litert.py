@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""Classify inputs with an exported keras_kd model, using only LiteRT and NumPy.
+"""Classify image files (or .npy arrays) with an exported keras_kd model: LiteRT, NumPy, Pillow.
 
-Never imports TensorFlow: on a device, install `ai-edge-litert` and `numpy` (and Pillow for
-image files), copy this file, `litert_runner.py` (from keras_kd/) and the model with its
-sidecars (`NAME.tflite`, `NAME.labels.txt`, `NAME.metadata.json`), then:
+Never imports TensorFlow: on a device, install `ai-edge-litert`, `numpy` and `Pillow`, copy this
+file, `litert_runner.py` (from keras_kd/) and the model with its sidecars (`NAME.tflite`,
+`NAME.labels.txt`, `NAME.metadata.json`), then:
 
-    python run_litert.py --model student_int8.tflite --input digits.npy
-    python run_litert.py --model student_int8.tflite --input three.png seven.png --top-k 3
+    python run_litert.py --model student_int8.tflite --input cat.jpg ship.jpg --top-k 3
+    python run_litert.py --model student_int8.tflite --input ../shared/data/cifar10/test/cat/*.jpg
+    python run_litert.py --model digits_int8.tflite --input digits.npy
 
-Inputs are raw values, as stored in the dataset (e.g. uint8 pixels): the runner multiplies
-them by the metadata's `input_scale`, quantizes them when the model's input is int8, and
-prints one JSON line per example with the top-k classes and their probabilities.
+Image files are decoded with Pillow (JPEG: libjpeg's accurate integer DCT, which is also how
+`keras_kd.data.from_directory` decodes training images, bit for bit), converted to RGB (or
+grayscale for 1-channel models) and fed as raw pixels 0-255: models with `input_scale` 1.0 in
+their metadata (the image models of `keras_kd.models`) normalise inside the model. An image
+whose size differs from the model's input is resized (Pillow bilinear) and the output line
+says `"resized": true`; a resized image is not the pixels a TensorFlow-resized training
+pipeline saw, so for exact parity give images at the model's size. `.npy` files hold raw
+values as stored in the dataset (one example or a batch), multiplied by `input_scale` (e.g.
+1/16 for the 0-16 digits). One JSON line per example: the input, its top-k classes and
+their probabilities.
 """
 
 import argparse
@@ -36,26 +44,51 @@ def _load_litert_runner():
     sys.exit("run_litert.py: litert_runner.py not found next to this script")
 
 
-def _read_inputs(paths, shape):
-    """Raw example arrays from .npy files (one example or a batch) or image files."""
-    examples = []
+def read_image(path, shape):
+    """Raw uint8 pixels `(H, W, C)` of an image file, and whether it had to be resized."""
+    from PIL import Image  # only needed for image files
+
+    height, width, channels = shape
+    with Image.open(path) as image:
+        image = image.convert("L" if channels == 1 else "RGB")
+        resized = image.size != (width, height)
+        if resized:
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8).reshape(shape), resized
+
+
+def _check_image_scale(input_scale):
+    """Image files hold 0-255 pixels: only models taking raw pixels (input_scale 1) or
+    pixels / 255 can read them; other scales belong to other raw ranges (digits: 0-16)."""
+    if not (input_scale == 1.0 or abs(input_scale * 255 - 1) < 1e-6):
+        sys.exit(f"run_litert.py: this model's metadata has input_scale={input_scale:g}, made "
+                 "for raw values other than 0-255 pixels; pass .npy files of its raw values")
+
+
+def read_inputs(paths, shape, input_scale):
+    """`(names, raw float32 batch, resized flags)` from .npy files and image files."""
+    names, examples, resized = [], [], []
     for path in paths:
         if path.endswith(".npy"):
             array = np.load(path)
-            examples.extend(array if array.ndim > len(shape) else array[None])
+            batch = array if array.ndim > len(shape) else array[None]
+            names += [f"{path}[{i}]" for i in range(len(batch))]
+            examples += [np.asarray(e).reshape(shape) for e in batch]
+            resized += [False] * len(batch)
         else:
-            from PIL import Image  # only needed for image files
-
-            height, width, channels = shape
-            image = Image.open(path).convert("L" if channels == 1 else "RGB").resize((width, height))
-            examples.append(np.asarray(image).reshape(shape))
-    return np.stack([np.asarray(e).reshape(shape) for e in examples])
+            _check_image_scale(input_scale)
+            pixels, was_resized = read_image(path, shape)
+            names.append(path)
+            examples.append(pixels)
+            resized.append(was_resized)
+    return names, np.stack(examples).astype(np.float32), resized
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Classify inputs with a .tflite model (no TensorFlow).")
+    parser = argparse.ArgumentParser(
+        description="Classify images with a .tflite model (no TensorFlow).")
     parser.add_argument("--model", required=True, help="the .tflite file (sidecars beside it)")
-    parser.add_argument("--input", required=True, nargs="+", help=".npy files or image files")
+    parser.add_argument("--input", required=True, nargs="+", help="image files or .npy files")
     parser.add_argument("--top-k", type=int, default=1, help="classes to print per example")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads")
     args = parser.parse_args(argv)
@@ -67,16 +100,23 @@ def main(argv=None):
     metadata = litert_runner.load_metadata(f"{stem}.metadata.json")
     with open(f"{stem}.labels.txt") as f:
         labels = [line.rstrip("\n") for line in f]
-    runner = litert_runner.Runner(Interpreter(model_path=args.model, num_threads=args.threads))
+    _, runner = litert_runner.open_model(Interpreter, args.model, args.threads, argument="--model")
     shape = tuple(metadata["input"]["shape"][1:])
-    raw = _read_inputs(args.input, shape)
-    logits = runner(raw.astype(np.float32) * float(metadata["input_scale"]))
+    input_scale = float(metadata["input_scale"])
+    names, raw, resized = read_inputs(args.input, shape, input_scale)
+    if any(resized):
+        print(f"run_litert.py: {sum(resized)} image(s) resized to {shape[1]}x{shape[0]} (Pillow "
+              "bilinear): not the pixels a TensorFlow-resized training pipeline sees",
+              file=sys.stderr)
+    logits = np.concatenate([runner(raw[i : i + 256] * np.float32(input_scale))
+                             for i in range(0, len(raw), 256)])
     z = logits - logits.max(-1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
-    for i, p in enumerate(probs):
-        top = np.argsort(-p)[: args.top_k]
-        print(json.dumps({"index": i, "top": [{"class": int(c), "label": labels[c],
-                                               "probability": round(float(p[c]), 6)} for c in top]}))
+    for name, p, was_resized in zip(names, probs, resized):
+        top = np.argsort(-p, kind="stable")[: args.top_k]  # ties: lowest class, as argmax
+        print(json.dumps({"input": name, "resized": was_resized,
+                          "top": [{"class": int(c), "label": labels[c],
+                                   "probability": round(float(p[c]), 6)} for c in top]}))
     return 0
 
 

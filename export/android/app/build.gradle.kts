@@ -5,11 +5,11 @@ plugins {
 
 android {
     namespace = "dev.keraskd.sample"
-    compileSdk = 35
+    compileSdk = 36
     defaultConfig {
         applicationId = "dev.keraskd.sample"
         minSdk = 23
-        targetSdk = 35
+        targetSdk = 36
         versionCode = 1
         versionName = "0.1.0"
     }
@@ -19,10 +19,11 @@ android {
         sourceCompatibility = JavaVersion.VERSION_17
         targetCompatibility = JavaVersion.VERSION_17
     }
-    kotlinOptions { jvmTarget = "17" }
 }
 
+kotlin { compilerOptions { jvmTarget.set(org.jetbrains.kotlin.gradle.dsl.JvmTarget.JVM_17) } }
+
 dependencies {
-    // LiteRT runtime (the successor of the TensorFlow Lite runtime; same org.tensorflow.lite API).
-    implementation("com.google.ai.edge.litert:litert:1.4.1")
+    // LiteRT runtime: the CompiledModel API (com.google.ai.edge.litert.CompiledModel).
+    implementation("com.google.ai.edge.litert:litert:2.3.0")
 }

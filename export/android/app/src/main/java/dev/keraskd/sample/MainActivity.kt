@@ -5,16 +5,16 @@ import android.graphics.BitmapFactory
 import android.os.Bundle
 import android.widget.TextView
 
-/** Classifies `assets/sample.png` with `assets/student_int8.tflite` and shows the top 3. */
+/** Classifies the photo `assets/sample.jpg` with `assets/student_int8.tflite`; shows the top 3. */
 class MainActivity : Activity() {
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         val text = TextView(this).apply { textSize = 18f; setPadding(32, 32, 32, 32) }
         setContentView(text)
         text.text = try {
-            val bitmap = assets.open(SAMPLE).use { BitmapFactory.decodeStream(it) }
+            val photo = assets.open(PHOTO).use { BitmapFactory.decodeStream(it) }
             Classifier(this, MODEL).use { classifier ->
-                classifier.classify(bitmap).take(3).joinToString("\n", "$MODEL on $SAMPLE:\n") {
+                classifier.classify(photo).take(3).joinToString("\n", "$MODEL on $PHOTO:\n") {
                     "%s  %.1f %%".format(it.label, 100 * it.probability)
                 }
             }
@@ -25,6 +25,6 @@ class MainActivity : Activity() {
 
     companion object {
         const val MODEL = "student_int8.tflite"
-        const val SAMPLE = "sample.png"
+        const val PHOTO = "sample.jpg"
     }
 }

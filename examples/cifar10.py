@@ -1,0 +1,148 @@
+"""CIFAR-10: students from scratch, distilled with keras_kd, and with keras.distillation.
+
+For each student and seed, three runs from the same initial weights, on the same views (same
+data order, same augmentation, batch for batch), with the same optimizer and budget:
+
+- `scratch`: the student alone on the labels (a plain `keras.Model.fit`);
+- `keras_kd`: `keras_kd.Distiller` with consistent augmentation, the teacher's outputs on
+  those views computed once (`keras_kd.views.cache_views`, shared by every student of a seed);
+- `keras_distillation`: Keras' own `keras.distillation.Distiller` in its best configuration
+  (`LogitsDistillation(temperature=T, loss=keras.losses.KLDivergence())`, the softmax + T**2
+  path), running the teacher live on the same views.
+
+    python examples/cifar10_teacher.py                      # once: runs/cifar10/teacher.keras
+    python examples/cifar10.py --seeds 0,1,2 --epochs 15     # the comparison
+
+Rows are appended to `--out` (JSON, written atomically) as they finish; a re-run skips the rows
+already there, so an interrupted comparison resumes. `--eval validation` scores on the
+validation split (for choosing hyperparameters); the default scores the test set once per run.
+"""
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_kd  # noqa: E402
+from keras_kd import atomic, data, models, views  # noqa: E402
+
+METHODS = ("scratch", "keras_kd", "keras_distillation")
+AUGMENTATIONS = {
+    "crop_flip": lambda: [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect"),
+                          keras.layers.RandomFlip("horizontal")],
+    "crop_flip_mixup": lambda: [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect"),
+                                keras.layers.RandomFlip("horizontal"), keras.layers.MixUp(0.2)],
+}
+
+
+def _optimizer(args, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=args.epochs * steps)
+    return keras.optimizers.AdamW(schedule, weight_decay=args.weight_decay)
+
+
+def _hard_loss(mixes):
+    # MixUp/CutMix turn labels into mixed one-hot rows
+    return (keras.losses.CategoricalCrossentropy(from_logits=True) if mixes
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def _accuracy(model, dataset):
+    correct = total = 0
+    for x, y in dataset:
+        pred = np.argmax(model.predict_on_batch(x), axis=-1)
+        correct += int(np.sum(pred == np.reshape(y.numpy(), -1)))
+        total += len(pred)
+    return correct / total
+
+
+def run(method, student, teacher, replay, args):
+    """Trains `student` by `method` on the replayed views; returns seconds per epoch."""
+    steps = replay.steps_per_epoch
+    fit = dict(epochs=args.epochs, steps_per_epoch=steps, verbose=args.verbose)
+    mixes = replay.augment.mixes_labels
+    start = time.time()
+    if method == "scratch":
+        student.compile(optimizer=_optimizer(args, steps), loss=_hard_loss(mixes))
+        student.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
+    elif method == "keras_kd":
+        distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
+        distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
+                          temperature=args.temperature)
+        distiller.fit(replay.dataset(), callbacks=[replay.callback()], **fit)
+    else:
+        distiller = keras.distillation.Distiller(
+            teacher=teacher, student=student, student_loss_weight=args.alpha,
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=args.temperature, loss=keras.losses.KLDivergence()))
+        distiller.compile(optimizer=_optimizer(args, steps), loss=_hard_loss(mixes))
+        distiller.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
+    return (time.time() - start) / args.epochs
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10"))
+    p.add_argument("--teacher", default="runs/cifar10/teacher.keras")
+    p.add_argument("--students", default="cnn-small,mobile-small")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=4e-3)
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
+    p.add_argument("--eval", default="test", choices=("test", "validation"))
+    p.add_argument("--limit", type=int, default=None, help="use the first N training images")
+    p.add_argument("--views-dir", default="runs/cifar10/views")
+    p.add_argument("--out", default="runs/cifar10/compare.json")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
+    args = p.parse_args()
+
+    splits = data.load(args.data, batch_size=128, seed=0)
+    evaluation = splits.test if args.eval == "test" else splits.validation
+    examples = splits.train_examples
+    if args.limit:
+        examples = examples.take(args.limit)
+    teacher = keras.saving.load_model(args.teacher)
+    rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
+    config = {k: v for k, v in vars(args).items() if k not in ("verbose", "out", "seeds",
+                                                                "students", "methods")}
+    done = {(r["student"], r["seed"], r["method"]) for r in rows if r["config"] == config}
+    teacher_accuracy = _accuracy(teacher, evaluation)
+    print(f"teacher {args.eval} accuracy {teacher_accuracy:.4f}")
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        start = time.time()
+        replay = views.cache_views(
+            teacher, examples, AUGMENTATIONS[args.augment](), epochs=args.epochs, batch_size=128,
+            seed=seed, path=os.path.join(
+                args.views_dir, f"{args.augment}_e{args.epochs}_s{seed}_n{args.limit or 'all'}.npz"))
+        views_seconds = time.time() - start
+        for name in args.students.split(","):
+            keras.utils.set_random_seed(seed)
+            initial = models.build(name, splits.input_shape, splits.num_classes)
+            for method in args.methods.split(","):
+                if (name, seed, method) in done:
+                    continue
+                keras.utils.set_random_seed(seed)
+                student = models.build(name, splits.input_shape, splits.num_classes)
+                student.set_weights(initial.get_weights())
+                seconds = run(method, student, teacher, replay, args)
+                row = {"student": name, "params": student.count_params(), "seed": seed,
+                       "method": method, f"{args.eval}_accuracy": _accuracy(student, evaluation),
+                       "seconds_per_epoch": round(seconds, 1),
+                       "views_seconds": round(views_seconds, 1),
+                       "teacher_accuracy": teacher_accuracy, "config": config}
+                rows.append(row)
+                atomic.write_json(args.out, {"rows": rows})
+                print(json.dumps({k: v for k, v in row.items() if k != "config"}))
+
+
+if __name__ == "__main__":
+    main()
