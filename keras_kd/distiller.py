@@ -12,6 +12,7 @@ from keras_kd import augment as augment_lib
 from keras_kd import checks
 from keras_kd import distribute
 from keras_kd import losses as kd_losses
+from keras_kd import precision
 from keras_kd import reduction
 from keras_kd.teachers import TeacherEnsemble
 from keras_kd.teachers import split_batch
@@ -124,6 +125,9 @@ class Distiller(keras.Model):
             loss uses the mixed labels. Not applied in `evaluate`/`predict`.
         augment_seed: integer seed of the augmentation; `None` draws one (reproducible after
             `keras.utils.set_random_seed`).
+        teacher_dtype: `"bfloat16"` or `"float16"` runs only the teacher in reduced precision
+            (a copy under a mixed policy with the same weights, `keras_kd.precision.teacher_in`;
+            Keras' global policy and the student are untouched); None/`"float32"`: as given.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -140,7 +144,8 @@ class Distiller(keras.Model):
     ```
     """
 
-    def __init__(self, student, teacher, augment=None, augment_seed=None, **kwargs):
+    def __init__(self, student, teacher, augment=None, augment_seed=None, teacher_dtype=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
@@ -154,8 +159,9 @@ class Distiller(keras.Model):
         if student is teacher:
             raise ValueError("Arguments `student` and `teacher` must be different models.")
         teacher.trainable = False
+        self.teacher_dtype = teacher_dtype
         self.student = student
-        self.teacher = teacher
+        self.teacher = precision.teacher_in(teacher, teacher_dtype)
         self.augment = augment_lib.get(augment)
         if self.augment is not None and self.augment.num_classes is None:
             self.augment.num_classes = _output_width(student) or _output_width(teacher)
@@ -441,6 +447,7 @@ class Distiller(keras.Model):
             augment=None if self.augment is None else keras.saving.serialize_keras_object(
                 self.augment),
             augment_seed=self.augment_seed,
+            teacher_dtype=self.teacher_dtype,
         )
         return config
 
