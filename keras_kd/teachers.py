@@ -116,9 +116,10 @@ def graph_nodes(graph_def):
 
 def _random_ops(dataset):
     """Shuffling datasets and random ops in a dataset's graph (its map functions included)."""
-    ops_ = [type(ds).__name__.lstrip("_") for ds, _ in dataset_graphs(dataset)]
-    ops_ += [n.op for _, graphs in dataset_graphs(dataset) for g in graphs for n in graph_nodes(g)]
-    return sorted({op for op in ops_ if "Shuffle" in op or "Random" in op})
+    walked = dataset_graphs(dataset)
+    names = [type(ds).__name__.lstrip("_") for ds, _ in walked]
+    names += [n.op for _, graphs in walked for g in graphs for n in graph_nodes(g)]
+    return sorted({name for name in names if "Shuffle" in name or "Random" in name})
 
 
 def is_deterministic(dataset):
@@ -158,26 +159,40 @@ def _data_fingerprint(dataset, first):
     return {"data": fingerprint.digest(*leaves), "element_spec": str(dataset.element_spec)}
 
 
-def _in_memory(arrays, logits, batch_size, shuffle_buffer, seed, structure):
-    """Batches gathered by index from `tf.Variable`s on the host: no dataset-sized graph
-    constant (TensorFlow's 2 GB GraphDef limit), one gather per batch."""
+def _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose):
+    """Inputs and logits in `tf.Variable`s on the host, batches gathered by index: no
+    dataset-sized graph constant (TensorFlow's 2 GB GraphDef limit), one gather per batch.
+    The user's pipeline runs once; `predict` reads the inputs back from the variables."""
+    structure = dataset.element_spec
+    arrays = [np.concatenate(parts) for parts in zip(
+        *(tf.nest.flatten(b) for b in dataset.as_numpy_iterator()))]
     with tf.device("CPU:0"):
         leaves = [tf.Variable(a, trainable=False, name="cached_inputs") for a in arrays]
-        teacher_logits = tf.Variable(logits, trainable=False, name="cached_teacher_logits")
 
-    def gather(index):
-        element = tf.nest.pack_sequence_as(structure, [tf.gather(v, index) for v in leaves])
-        return _attach(element, tf.gather(teacher_logits, index))
+    def element_at(index):
+        return tf.nest.pack_sequence_as(structure, [tf.gather(v, index) for v in leaves])
+
+    in_order = tf.data.Dataset.range(len(arrays[0])).batch(batch_size)
+    logits = _predict_logits(teacher, in_order.map(lambda i: _inputs_of(element_at(i))), verbose)
+    with tf.device("CPU:0"):
+        teacher_logits = tf.Variable(logits, trainable=False, name="cached_teacher_logits")
 
     indices = tf.data.Dataset.range(len(logits))
     if shuffle_buffer:
         indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return indices.batch(batch_size).map(
+        lambda index: _attach(element_at(index), tf.gather(teacher_logits, index)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _inputs_of(element):
+    """The model inputs `x` of an `(x, y[, sample_weight])` (or `x`) element."""
+    return element[0] if isinstance(element, tuple) else element
 
 
 def _attach(element, logits):
-    x, *rest = element if isinstance(element, tuple) else (element,)
-    return ({INPUTS: x, TEACHER_LOGITS: logits}, *rest)
+    rest = element[1:] if isinstance(element, tuple) else ()
+    return ({INPUTS: _inputs_of(element), TEACHER_LOGITS: logits}, *rest)
 
 
 def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
@@ -202,9 +217,10 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
         path: `None` holds inputs and logits in memory. A file path stores the logits there
             (written atomically, with a fingerprint of the teacher's weights, `teacher_dtype`,
             the dataset's element spec, its first batches and its number of examples) and
-            re-reads `dataset` each epoch, so data larger than memory works. An existing file
+            re-reads `dataset` each epoch, so inputs larger than memory work (the logits,
+            examples x outputs floats, are held in memory while computed). An existing file
             is reused if its fingerprint matches, else refused (ValueError naming what
-            differs); the number of examples is checked as the data streams.
+            differs); the number and sizes of batches are checked as the data streams.
         shuffle_buffer: if set, examples are shuffled (each epoch anew) with this buffer
             before re-batching.
         seed: shuffling seed.
@@ -236,13 +252,8 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
     first = _first_batches(dataset)
     batch_size = int(tf.nest.flatten(first[0])[0].shape[0])
     teacher = precision.teacher_in(teacher, teacher_dtype)
-    inputs_only = dataset.map(lambda x, *rest: x)
     if path is None:
-        structure = dataset.element_spec
-        arrays = [np.concatenate(parts) for parts in zip(
-            *(tf.nest.flatten(b) for b in dataset.as_numpy_iterator()))]
-        logits = _predict_logits(teacher, inputs_only, verbose)
-        cached = _in_memory(arrays, logits, batch_size, shuffle_buffer, seed, structure)
+        cached = _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose)
         return cached.prefetch(tf.data.AUTOTUNE)
 
     requested = {"teacher": fingerprint.weights_digest(teacher),
@@ -254,7 +265,8 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
                           requested)
         examples = stored["examples"]
     else:
-        logits = _predict_logits(teacher, inputs_only, verbose)
+        logits = _predict_logits(teacher, dataset.map(lambda *element: _inputs_of(element)),
+                                 verbose)
         examples, logits_shape = len(logits), logits.shape[1:]
         logits_file.write(path, logits, {**requested, "examples": examples})
         header_bytes = logits_file.read_header(path)[2]
