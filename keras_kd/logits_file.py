@@ -30,14 +30,18 @@ def write(path, rows, fingerprint):
 
 def read_header(path):
     """`(fingerprint, per-example shape, header bytes)` of a file written by `write`."""
+    start = b""
+    if os.path.isfile(path):  # not a directory (e.g. a former `tf.data.Dataset.save` cache)
+        with open(path, "rb") as f:
+            start = f.read(16)
+    if len(start) < 16 or start[:8] != MAGIC:
+        raise ValueError(
+            f"Invalid value for argument `path`: {os.fspath(path)!r} is not a keras_kd "
+            "cache of teacher outputs (a file). Delete it or choose another path."
+        )
+    (length,) = struct.unpack("<Q", start[8:])
     with open(path, "rb") as f:
-        start = f.read(16)
-        if len(start) < 16 or start[:8] != MAGIC:
-            raise ValueError(
-                f"Invalid value for argument `path`: {os.fspath(path)!r} is not a keras_kd "
-                "cache of teacher outputs. Delete it or choose another path."
-            )
-        (length,) = struct.unpack("<Q", start[8:])
+        f.seek(16)
         header = json.loads(f.read(length))
     return header["fingerprint"], tuple(header["shape"]), 16 + length
 

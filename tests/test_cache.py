@@ -147,6 +147,9 @@ def test_disk_cache_streams_logits_and_refuses_other_data_or_teacher(mnist, tmp_
     (tmp_path / "other").write_bytes(b"not a cache")
     with pytest.raises(ValueError, match="is not a keras_kd cache"):
         kd.teachers.cache_logits(teacher, data, path=tmp_path / "other")
+    (tmp_path / "saved_dataset").mkdir()  # e.g. a former `tf.data.Dataset.save` cache
+    with pytest.raises(ValueError, match="is not a keras_kd cache"):
+        kd.teachers.cache_logits(teacher, data, path=tmp_path / "saved_dataset")
 
 
 def test_disk_cache_checks_the_number_and_sizes_of_batches_as_the_data_streams(tmp_path):
