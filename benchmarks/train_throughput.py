@@ -10,7 +10,8 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 - `teacher_inference`: the teacher's forward pass over the epoch (compiled loop).
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
 - `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
-  `steps_per_execution=1`, Keras' default) and with cached teacher logits (defaults).
+  `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
+  batch_size=...)`, as a new user would) and with cached teacher logits (defaults).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
@@ -61,6 +62,15 @@ def fit_epoch(model, data):
     def run():
         start = time.perf_counter()
         model.fit(data, epochs=1, verbose=0)
+        return time.perf_counter() - start
+    return run
+
+
+def fit_numpy_epoch(model, x, y, batch_size):
+    """A callable timing one `fit(x, y, batch_size=...)` epoch on numpy arrays."""
+    def run():
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
         return time.perf_counter() - start
     return run
 
@@ -147,6 +157,8 @@ def run_pair(pair, x, y, batch_size, repeats):
                          ("keras_kd_live_xla_on", {"jit_compile": True}),
                          ("keras_kd_live_steps_per_execution_1", {"steps_per_execution": 1})):
         variants[name] = fit_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), ds)
+    variants["keras_kd_live_numpy"] = fit_numpy_epoch(keras_kd_distiller(*fresh_pair(pair)), x, y,
+                                                      batch_size)
     teacher, student = fresh_pair(pair)
     variants["keras_kd_cached"] = fit_epoch(keras_kd_distiller(teacher, student),
                                             kd.teachers.cache_logits(teacher, ds))
@@ -168,6 +180,7 @@ def summarize(pair, times, steps):
     ratios = {
         "keras_kd_live_vs_keras_distiller": med["keras_kd_live"] / med["keras_distiller"],
         "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
+        "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
         "keras_kd_cached_vs_student_limit": med["keras_kd_cached"] / limit_s,
     }
     rows = [{"pair": pair, "variant": k, "median_s": med[k], "min_s": min(v), "max_s": max(v),

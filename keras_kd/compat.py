@@ -176,3 +176,10 @@ class TensorSeedGenerator(keras.random.SeedGenerator):
 @written_for()
 def _check_seed_contract():
     """Keras' random ops draw seeds through `SeedGenerator.next()` (checked for 3.12-3.15)."""
+
+
+@written_for(keras_range=None, tensorflow_range=TENSORFLOW_RANGE)
+def dataset_functions_and_inputs(dataset):
+    """`(traced functions, input datasets)` of one `tf.data.Dataset` node
+    (`DatasetV2._functions()` and `_inputs()`)."""
+    return dataset._functions(), dataset._inputs()

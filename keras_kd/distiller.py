@@ -15,6 +15,7 @@ from keras_kd import compat
 from keras_kd import distribute
 from keras_kd import features
 from keras_kd import losses as kd_losses
+from keras_kd import precision
 from keras_kd import reduction
 from keras_kd import terms as terms_lib
 from keras_kd.objective import EpochHook
@@ -142,6 +143,9 @@ class Distiller(keras.Model):
             loss uses the mixed labels. Not applied in `evaluate`/`predict`.
         augment_seed: integer seed of the augmentation; `None` draws one (reproducible after
             `keras.utils.set_random_seed`).
+        teacher_dtype: `"bfloat16"` or `"float16"` runs only the teacher in reduced precision
+            (a copy under a mixed policy with the same weights, `keras_kd.precision.teacher_in`;
+            Keras' global policy and the student are untouched); None/`"float32"`: as given.
         **kwargs: passed to `keras.Model` (e.g. `name`).
 
     Raises:
@@ -159,7 +163,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student, teacher, terms=None, teacher_preprocessing=None, augment=None,
-                 augment_seed=None, **kwargs):
+                 augment_seed=None, teacher_dtype=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(teacher, (list, tuple)):
             teacher = TeacherEnsemble(teacher)
@@ -179,8 +183,9 @@ class Distiller(keras.Model):
         if teacher_preprocessing is None:  # else the teacher may take another input shape
             checks.same_inputs(student, teacher)
         teacher.trainable = False
+        self.teacher_dtype = teacher_dtype
         self.student = student
-        self.teacher = teacher
+        self.teacher = precision.teacher_in(teacher, teacher_dtype)
         self.augment = augment_lib.get(augment)
         if self.augment is not None and self.augment.num_classes is None:
             self.augment.num_classes = _output_width(student) or _output_width(teacher)
@@ -196,7 +201,7 @@ class Distiller(keras.Model):
         if terms is None:
             terms = [terms_lib.Logits(self.distillation_loss_fn, name="distillation_loss")]
         self.objective = Objective(terms, alpha=self.alpha)
-        self._views = self.objective.connect(teacher, student)
+        self._views = self.objective.connect(self.teacher, student)
         self.term_trackers = [keras.metrics.Mean(name=name) for name in self.objective.names]
         self.teacher_preprocessing = teacher_preprocessing
         self._checked_a_batch = False
@@ -593,6 +598,7 @@ class Distiller(keras.Model):
             augment=None if self.augment is None else keras.saving.serialize_keras_object(
                 self.augment),
             augment_seed=self.augment_seed,
+            teacher_dtype=self.teacher_dtype,
         )
         return config
 

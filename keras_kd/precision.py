@@ -47,3 +47,44 @@ def enable(policy="auto"):
     name = {"auto": recommended_policy(), "off": "float32"}.get(policy, policy)
     keras.mixed_precision.set_global_policy(name)
     return name
+
+
+TEACHER_DTYPES = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def teacher_in(teacher, dtype):
+    """A copy of `teacher` that computes in `dtype`, for inference only.
+
+    Only the teacher changes: the copy holds the same weights (float32 variables, cast to
+    `dtype` as each layer runs, Keras' mixed precision) and its layers get the policy
+    `mixed_<dtype>`; Keras' global policy is left alone, so the student (and every model
+    built later) keeps its own. Its outputs are in `dtype`: the Distiller and the caches
+    cast them to float32 before the losses.
+
+    On CPUs with bf16 instructions (AVX512-BF16, AMX) `"bfloat16"` speeds up the teacher's
+    forward pass; on GPUs `"float16"`. The soft targets change a little (measured by
+    `benchmarks/teacher_precision.py`: the KL between the float32 and reduced-precision
+    teachers' softened distributions).
+
+    Args:
+        teacher: a built `keras.Model` (Functional, Sequential, or with a `get_config`).
+        dtype: `"bfloat16"`, `"float16"`, or `"float32"`/None (the teacher itself).
+
+    Returns:
+        The teacher in `dtype` (non-trainable), or `teacher` itself for float32.
+
+    Raises:
+        ValueError: for another dtype.
+    """
+    if dtype is None:
+        return teacher
+    policy = TEACHER_DTYPES[checks.one_of("teacher_dtype", dtype, list(TEACHER_DTYPES))]
+    if policy is None:
+        return teacher
+    copy = keras.models.clone_model(teacher)
+    copy.set_weights(teacher.get_weights())
+    for layer in copy._flatten_layers(include_self=True):
+        if not isinstance(layer, keras.layers.InputLayer):
+            layer.dtype_policy = policy
+    copy.trainable = False
+    return copy

@@ -23,7 +23,6 @@ The training examples are held in memory (as `tf.Variable`s, never graph constan
 batches are gathered by index.
 """
 
-import hashlib
 import json
 import os
 
@@ -34,6 +33,8 @@ import tensorflow as tf
 from keras_kd import atomic
 from keras_kd import augment as augment_lib
 from keras_kd import checks
+from keras_kd import fingerprint as fingerprint_lib
+from keras_kd import precision
 from keras_kd.teachers import INPUTS, TEACHER_LOGITS, VIEW_SEED
 
 _DTYPES = ("float32", "float16")
@@ -55,15 +56,6 @@ def _examples_to_arrays(examples):
         "Invalid value for argument `examples`. Expected an unbatched tf.data.Dataset of "
         f"(x, y) examples or a tuple (x, y) of arrays. Received: examples={examples!r}"
     )
-
-
-def _digest(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
 
 
 class _ViewTeacher(keras.Model):
@@ -166,28 +158,20 @@ class ReplayedViews:
         return ReplayLog()
 
 
-def _without_names(config):
-    """A serialized config without layer names (auto-numbered, so they differ run to run)."""
-    if isinstance(config, dict):
-        return {k: _without_names(v) for k, v in config.items() if k != "name"}
-    if isinstance(config, list):
-        return [_without_names(v) for v in config]
-    return config
-
-
-def _fingerprint(teacher, x, y, augment, epochs, batch_size, seed, dtype):
-    augment_config = _without_names(keras.saving.serialize_keras_object(augment))
-    return {
-        "data": _digest(x, y),
-        "teacher": _digest(*[np.asarray(w) for w in teacher.get_weights()]),
-        "augment": hashlib.sha256(
-            json.dumps(augment_config, sort_keys=True, default=str).encode()).hexdigest()[:16],
+def _fingerprint(teacher, x, y, augment, epochs, batch_size, seed, dtype, teacher_dtype=None):
+    fingerprint = {
+        "data": fingerprint_lib.digest(x, y),
+        "teacher": fingerprint_lib.weights_digest(teacher),
+        "augment": fingerprint_lib.config_digest(augment),
         "epochs": int(epochs), "batch_size": int(batch_size), "seed": int(seed), "dtype": dtype,
     }
+    if teacher_dtype not in (None, "float32"):  # files made before the option stay valid
+        fingerprint["teacher_dtype"] = teacher_dtype
+    return fingerprint
 
 
 def cache_views(teacher, examples, augment, *, epochs, batch_size=128, seed=0, dtype="float32",
-                path=None, num_classes=None, verbose=0):
+                path=None, num_classes=None, verbose=0, teacher_dtype=None):
     """Runs `teacher` once over `epochs` epochs of augmented views; returns `ReplayedViews`.
 
     Args:
@@ -204,6 +188,8 @@ def cache_views(teacher, examples, augment, *, epochs, batch_size=128, seed=0, d
             epochs, batch size, seed and dtype; written (atomically) when absent.
         num_classes: for MixUp/CutMix on integer labels (default: the teacher's outputs).
         verbose: `predict` verbosity.
+        teacher_dtype: `"bfloat16"` or `"float16"` runs the teacher in reduced precision
+            (`keras_kd.precision.teacher_in`); None/`"float32"` as it is.
 
     Raises:
         ValueError: for invalid arguments, or a file at `path` made from other data, another
@@ -221,17 +207,13 @@ def cache_views(teacher, examples, augment, *, epochs, batch_size=128, seed=0, d
     if augment.num_classes is None:
         augment.num_classes = num_classes or int(teacher.outputs[0].shape[-1])
     x, y = _examples_to_arrays(examples)
-    fingerprint = _fingerprint(teacher, x, y, augment, epochs, batch_size, seed, dtype)
+    fingerprint = _fingerprint(teacher, x, y, augment, epochs, batch_size, seed, dtype,
+                               teacher_dtype)
+    teacher = precision.teacher_in(teacher, teacher_dtype)
     if path is not None and os.path.exists(path):
         with np.load(path) as stored:
-            found = json.loads(str(stored["fingerprint"]))
-            if found != fingerprint:
-                differ = sorted(k for k in fingerprint if found.get(k) != fingerprint[k])
-                raise ValueError(
-                    f"Invalid value for argument `path`: {path!r} holds teacher views made from "
-                    f"other {', '.join(differ)} than requested (stored {found}, requested "
-                    f"{fingerprint}). Delete it or choose another path."
-                )
+            fingerprint_lib.check(path, json.loads(str(stored["fingerprint"])), fingerprint,
+                                  what="teacher views")
             return ReplayedViews(x, y, augment, stored["logits"], batch_size=batch_size,
                                  seed=seed)
     views = ReplayedViews(x, y, augment, np.zeros((epochs, 0, 0), dtype), batch_size=batch_size,

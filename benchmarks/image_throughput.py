@@ -1,0 +1,246 @@
+"""Seconds per epoch of CIFAR-10 distillation (ResNet teacher, small CNN student) on every
+keras_kd path, against the compiled-loop limits of the same arithmetic, in one run.
+
+    python benchmarks/image_throughput.py                           # 45,000 images, 3 repeats
+    python benchmarks/image_throughput.py --limit 1024 --repeats 1  # smoke test
+    python benchmarks/image_throughput.py --teacher runs/cifar10/teacher.keras
+
+The images come from the JPEG folder through `keras_kd.data.load` (decoded once, cached as
+uint8, shuffled and batched each epoch) and are augmented (random translation + flip, Keras
+layers with stateless seeds): every variant below pays that pipeline.
+
+- `limit_teacher_student_xla_{on,off}`: augmentation, teacher forward, student forward and
+  backward, Adam, in one `tf.function` looping over the pipeline: no Keras `fit` overhead.
+  XLA, when on, compiles the models' step only: `RandomTranslation` has no XLA kernel on
+  CPU (Keras then marks it `supports_jit=False`, so `fit(jit_compile="auto")` of a model
+  holding it runs without XLA at all).
+- `limit_student_xla_{on,off}`: the student alone, same augmentation (the limit of any path
+  that does not run the teacher); `limit_student_noaug_*` without augmentation.
+- `teacher_inference`: augmentation and the teacher's forward pass only.
+- `keras_kd_live`: `Distiller(augment=...).fit(pipeline)`; `keras_kd_live_numpy`: the same
+  fed numpy arrays (`fit(x, y, batch_size=...)`), as a new user would;
+  `keras_kd_live_bf16_teacher`: `teacher_dtype="bfloat16"`.
+- `keras_kd_cached`: `cache_logits` (no augmentation: cached logits belong to fixed inputs),
+  against `limit_student_noaug`.
+- `keras_kd_views`: replayed views (`keras_kd.views.cache_views`, `--view-epochs` stored
+  epochs) and `Distiller.fit(views.dataset())`: the teacher does not run; against
+  `limit_student`. The teacher's cost of the views (paid once for every student trained on
+  them) is timed separately.
+
+Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
+time one epoch of each variant in turn. Absolute times on shared machines are noise; the
+ratios measured in the same run are the result. Untrained teacher weights are fine for
+timing (same arithmetic).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from common import REPO, markdown_table, write_outputs  # noqa: E402
+from train_throughput import ALPHA, T, fit_epoch, fit_numpy_epoch, kd_loss, plot  # noqa: E402
+
+import keras_kd as kd  # noqa: E402
+from keras_kd import views as views_lib  # noqa: E402
+
+DEFAULT_CIFAR10 = os.environ.get("KERAS_KD_CIFAR10", str(REPO.parent / "shared" / "data" / "cifar10"))
+TEACHER, STUDENT = "resnet-teacher", "cnn-small"
+
+
+def augmentation():
+    return kd.augment.Augmentation([
+        keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect"),
+        keras.layers.RandomFlip("horizontal")])
+
+
+def pipeline(examples, n, batch_size, shuffle=True):
+    """The training pipeline of `keras_kd.data.from_directory` on the first `n` examples."""
+    ds = examples.take(n).cache()
+    if shuffle:
+        ds = ds.shuffle(n, seed=0, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
+                                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True):
+    """A callable timing one epoch of a bare loop over the pipeline inside one tf.function."""
+    optimizer = keras.optimizers.Adam()
+    variables = student.trainable_variables
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit)
+    def step(x, y):
+        t_logits = teacher(x, training=False) if with_teacher else None
+        if not train:
+            return tf.reduce_sum(tf.cast(t_logits, tf.float32))
+        with tf.GradientTape() as tape:
+            loss = kd_loss(y, student(x, training=True), t_logits)
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    steps = int(ds.cardinality())
+
+    @tf.function
+    def epoch(iterator):
+        # `next(iterator)` in a tf.range loop, not `for x, y in ds`: autograph turns the latter
+        # into `ds.reduce`, whose body runs inside the tf.data runtime (about 2x slower in a
+        # noisy --limit 1024 smoke run)
+        total = tf.constant(0.0)
+        for k in tf.range(steps):
+            x, y = next(iterator)
+            if augment is not None:  # outside XLA: ImageProjectiveTransformV3 has no XLA kernel
+                x, y = augment(x, y, seed=tf.stack([tf.constant(0), k]))
+            total += step(x, y)
+        return total
+
+    def run():
+        start = time.perf_counter()
+        epoch(iter(ds)).numpy()
+        return time.perf_counter() - start
+    return run
+
+
+class Models:
+    """Fresh copies of the same teacher and initial student for every variant."""
+
+    def __init__(self, teacher_path, input_shape, num_classes):
+        keras.utils.set_random_seed(0)
+        self.teacher = (keras.saving.load_model(teacher_path) if teacher_path
+                        else kd.models.build(TEACHER, input_shape, num_classes))
+        self.student = kd.models.build(STUDENT, input_shape, num_classes)
+
+    def pair(self):
+        teacher = keras.models.clone_model(self.teacher)
+        teacher.set_weights(self.teacher.get_weights())
+        student = keras.models.clone_model(self.student)
+        student.set_weights(self.student.get_weights())
+        return teacher, student
+
+
+def distiller(teacher, student, **kwargs):
+    d = kd.Distiller(student=student, teacher=teacher, augment_seed=0, **kwargs)
+    d.compile(optimizer="adam", alpha=ALPHA, temperature=T)
+    return d
+
+
+def fit_steps_epoch(model, data, steps):
+    def run():
+        start = time.perf_counter()
+        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+        return time.perf_counter() - start
+    return run
+
+
+def build_variants(models, examples, n, batch_size, view_epochs):
+    ds = pipeline(examples, n, batch_size)
+    plain = pipeline(examples, n, batch_size, shuffle=False)
+    list(ds)  # decode once, fill the cache: every variant reads the same cached images
+    x_np, y_np = (np.concatenate(a) for a in zip(*plain.as_numpy_iterator()))
+    aug = augmentation()
+    aug.num_classes = int(models.teacher.outputs[0].shape[-1])
+    variants = {}
+    for jit in (False, True):
+        tag = "on" if jit else "off"
+        variants[f"limit_teacher_student_xla_{tag}"] = dataset_loop(*models.pair(), ds, aug, True, jit)
+        variants[f"limit_student_xla_{tag}"] = dataset_loop(*models.pair(), ds, aug, False, jit)
+        variants[f"limit_student_noaug_xla_{tag}"] = dataset_loop(*models.pair(), ds, None, False, jit)
+    variants["teacher_inference"] = dataset_loop(*models.pair(), ds, aug, True, False, train=False)
+    variants["keras_kd_live"] = fit_epoch(distiller(*models.pair(), augment=augmentation()), ds)
+    variants["keras_kd_live_numpy"] = fit_numpy_epoch(
+        distiller(*models.pair(), augment=augmentation()), x_np, y_np, batch_size)
+    variants["keras_kd_live_bf16_teacher"] = fit_epoch(
+        distiller(*models.pair(), augment=augmentation(), teacher_dtype="bfloat16"), ds)
+    teacher, student = models.pair()
+    variants["keras_kd_cached"] = fit_epoch(distiller(teacher, student), kd.teachers.cache_logits(
+        teacher, plain, shuffle_buffer=n, seed=0))
+    teacher, student = models.pair()
+    start = time.perf_counter()
+    views = views_lib.cache_views(teacher, examples.take(n), augmentation(), epochs=view_epochs,
+                                  batch_size=batch_size, seed=0)
+    views_seconds = time.perf_counter() - start
+    variants["keras_kd_views"] = fit_steps_epoch(
+        distiller(teacher, student, augment=views.augment), views.dataset(), views.steps_per_epoch)
+    return variants, views_seconds
+
+
+def summarize(times, steps):
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    def limit(name):
+        return min(med[f"{name}_xla_on"], med[f"{name}_xla_off"])
+
+    limit_ts, limit_s, limit_s_noaug = (limit("limit_teacher_student"), limit("limit_student"),
+                                        limit("limit_student_noaug"))
+    ratios = {
+        "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
+        "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
+        "keras_kd_live_bf16_teacher_vs_live": med["keras_kd_live_bf16_teacher"] / med["keras_kd_live"],
+        "keras_kd_cached_vs_student_noaug_limit": med["keras_kd_cached"] / limit_s_noaug,
+        "keras_kd_views_vs_student_limit": med["keras_kd_views"] / limit_s,
+        "limit_teacher_student_vs_student_limit": limit_ts / limit_s,
+        "teacher_inference_share_of_limit": med["teacher_inference"] / limit_ts,
+    }
+    rows = [{"pair": "cifar10", "variant": k, "median_s": med[k], "min_s": min(v),
+             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
+            for k, v in times.items()]
+    return rows, ratios
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=DEFAULT_CIFAR10, help="CIFAR-10 folder of JPEG class folders")
+    p.add_argument("--teacher", help=".keras teacher (default: untrained resnet-teacher)")
+    p.add_argument("--limit", type=int, help="first N training images (default: all)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--view-epochs", type=int, default=2, help="epochs of replayed views stored")
+    p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
+    p.add_argument("--out", default="results/image_throughput")
+    args = p.parse_args(argv)
+
+    splits = kd.data.load(args.data, batch_size=args.batch_size, seed=0)
+    n = min(args.limit or splits.train_size, splits.train_size)
+    n -= n % args.batch_size  # whole batches: every variant runs the same steps
+    models = Models(args.teacher, splits.input_shape, splits.num_classes)
+    variants, views_seconds = build_variants(models, splits.train_examples, n, args.batch_size,
+                                             args.view_epochs)
+    for name, run in variants.items():  # warm-up: tracing and compilation
+        print(f"warm-up {name}: {run():.2f} s", flush=True)
+    times = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, run in variants.items():
+            times[name].append(run())
+    rows, ratios = summarize(times, n // args.batch_size)
+    views_per_epoch = views_seconds / args.view_epochs
+    results = {
+        "examples_per_epoch": n, "batch_size": args.batch_size, "repeats": args.repeats,
+        "teacher": args.teacher or f"{TEACHER} (untrained)", "student": STUDENT,
+        "cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
+        "seconds": times, "ratios": ratios, "rows": rows,
+        "views": {"stored_epochs": args.view_epochs, "cache_views_seconds": views_seconds,
+                  "cache_views_seconds_per_epoch": views_per_epoch,
+                  "vs_student_epoch_from_views": views_per_epoch / statistics.median(
+                      times["keras_kd_views"])},
+    }
+    md = markdown_table(rows, [
+        ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"), ("min_s", "min", ".2f"),
+        ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".1f"),
+        ("vs_limit", "x limit (teacher+student)", ".2f")])
+    md += f"\n{n} images per epoch, batch {args.batch_size}, {args.repeats} repeats.\n"
+    md += "\n" + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + "\n"
+    md += (f"\nReplayed views: the teacher's pass over {args.view_epochs} epochs of views took "
+           f"{views_seconds:.1f} s ({views_per_epoch:.1f} s per stored epoch, "
+           f"{results['views']['vs_student_epoch_from_views']:.2f}x a student epoch from the "
+           "views), paid once for every student, seed and method trained on them.\n")
+    write_outputs(results, args.out, md)
+    plot(rows, f"{args.out}.png")
+
+
+if __name__ == "__main__":
+    main()
