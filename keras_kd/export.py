@@ -56,7 +56,11 @@ def _check(quantization, representative_data, max_samples):
 
 def convert(model, quantization="float32", representative_data=None,
             max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
-    """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments)."""
+    """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments).
+
+    `model` is a Keras 3 model, or a tf_keras one (the quantization-aware and pruned models of
+    `keras_kd.optimize`), saved through `tf.saved_model.save` with the same signature.
+    """
     import keras
 
     _check(quantization, representative_data, max_calibration_samples)
@@ -67,14 +71,20 @@ def convert(model, quantization="float32", representative_data=None,
             f"(a Functional/Sequential model built with keras.Input). Received: {model.name}"
         )
     with tempfile.TemporaryDirectory() as saved_model:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            name=SIGNATURE,
-            fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
-            input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)],
-        )
-        archive.write_out(saved_model, verbose=False)
+        spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
+        if isinstance(model, keras.Model):
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint(
+                name=SIGNATURE,
+                fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
+                input_signature=[spec],
+            )
+            archive.write_out(saved_model, verbose=False)
+        else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
+            serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
+            tf.saved_model.save(model, saved_model,
+                                signatures={SIGNATURE: serve.get_concrete_function(spec)})
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization != "float32":
