@@ -11,11 +11,8 @@ only when one of these functions is called, through `legacy.modules()`, which ke
 """
 
 import dataclasses
-import gzip
 import os
 from typing import Any
-
-import numpy as np
 
 from keras_kd import checks
 from keras_kd import export
@@ -26,6 +23,7 @@ from keras_kd.losses.logits import check_temperature
 from keras_kd.optimize import bridge
 from keras_kd.optimize import legacy
 from keras_kd.optimize import legacy_distiller
+from keras_kd.optimize import measure
 
 
 @dataclasses.dataclass
@@ -153,4 +151,94 @@ def quantize_distill(student, teacher, data, *, epochs=1, alpha=DEFAULT_ALPHA,
         result.path = os.fspath(path)
         if verify_data is not None:
             result.report = export.verify(model, path, verify_data)
+    return result
+
+
+def _schedule(tfmot, target_sparsity, total_steps):
+    """Polynomial decay 0 -> target over the run, pruning ~50 times, the last at the end."""
+    frequency = max(1, total_steps // 50)
+    end_step = frequency * max(1, (total_steps - 1) // frequency)
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0,
+        end_step=end_step, frequency=frequency)
+
+
+def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None, epochs=1,
+                  alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, optimizer=None,
+                  validation_data=None, path=None, quantization="float32",
+                  representative_data=None, verify_data=None, callbacks=None, verbose="auto"):
+    """Pruning-aware distillation (TFMOT magnitude pruning), stripped and exported.
+
+    The kernels of the Conv2D, DepthwiseConv2D, SeparableConv2D and Dense layers are pruned
+    by magnitude while the student is distilled (same loss as `quantize_distill`); the
+    pruning wrappers are then removed (`strip_pruning`) and the weights copied back into a
+    Keras 3 copy of the student, which `keras_kd.export.to_tflite` exports and
+    `keras_kd.export.verify` checks. Zeros only pay off in compressed files: the report gives
+    the measured sparsity (of the kernels and of the file's weight tensors) and the
+    gzip-compressed sizes of the pruned file and of the dense student's file.
+
+    Args:
+        student, teacher, data, epochs, alpha, temperature, optimizer, validation_data,
+        callbacks, verbose: as in `quantize_distill`.
+        target_sparsity: final fraction of zero kernel weights, in (0, 1). Default 0.8.
+        schedule: a `tfmot.sparsity.keras.PruningSchedule`. Default: `PolynomialDecay` from
+            0 to `target_sparsity` over all the training steps (which needs a dataset of
+            known length).
+        path: where to write the pruned `.tflite`; the dense student is exported beside it
+            (`<stem>.dense.tflite`) for the size comparison.
+        quantization: export mode of both files (`keras_kd.export.QUANTIZATIONS`).
+        representative_data: calibration data for `quantization="int8"` (default: `data`).
+        verify_data: if given (with `path`), `keras_kd.export.verify` runs on it.
+
+    Returns:
+        A `CompressionResult` whose `student` is the pruned Keras 3 student and whose
+        `report` holds `kernel_sparsity`, `file_weight_sparsity`, `gzip_bytes`,
+        `dense_gzip_bytes`, `gzip_ratio` (and the verification with `verify_data`).
+    """
+    import keras
+
+    alpha, temperature = _check(student, epochs, alpha, temperature)
+    if isinstance(target_sparsity, bool) or not isinstance(target_sparsity, (int, float)) or (
+        not 0 < target_sparsity < 1
+    ):
+        raise ValueError("Invalid value for argument `target_sparsity`. Expected a fraction in "
+                         f"(0, 1). Received: target_sparsity={target_sparsity!r}")
+    tf_keras, tfmot = legacy.modules()
+    sparsity = tfmot.sparsity.keras
+    if schedule is None:
+        steps = int(data.cardinality())
+        if steps < 1:
+            raise ValueError("Invalid value for argument `data`: the default pruning schedule "
+                             "needs a dataset of known length; pass `schedule`.")
+        schedule = _schedule(tfmot, float(target_sparsity), steps * epochs)
+    model = tf_keras.models.clone_model(
+        bridge.to_tf_keras(student), clone_function=lambda layer: (
+            sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
+            if type(layer).__name__ in measure.PRUNABLE else layer))
+    history = _distil(tf_keras, model, teacher, data, epochs, alpha, temperature, optimizer,
+                      validation_data, [sparsity.UpdatePruningStep(), *(callbacks or [])],
+                      verbose)
+    stripped = sparsity.strip_pruning(model)
+    pruned = keras.models.clone_model(student)
+    pruned.set_weights(student.get_weights())
+    bridge.to_keras3(stripped, pruned)
+    report = {"target_sparsity": float(target_sparsity),
+              "kernel_sparsity": measure.kernel_sparsity(pruned)}
+    result = CompressionResult(stripped, pruned, history, report=report)
+    if path is not None:
+        path = os.fspath(path)
+        dense_path = os.path.splitext(path)[0] + ".dense.tflite"
+        options = dict(quantization=quantization, representative_data=(
+            data if representative_data is None else representative_data)
+            if quantization == "int8" else None)
+        export.to_tflite(pruned, path, **options)
+        export.to_tflite(student, dense_path, **options)
+        result.path = path
+        if verify_data is not None:
+            report.update(export.verify(pruned, path, verify_data))
+        report["file_weight_sparsity"], report["file_weights"] = (
+            measure.tflite_weight_sparsity(path))
+        report.update(dense_file=dense_path, gzip_bytes=measure.gzip_size(path),
+                      dense_gzip_bytes=measure.gzip_size(dense_path))
+        report["gzip_ratio"] = report["gzip_bytes"] / report["dense_gzip_bytes"]
     return result
