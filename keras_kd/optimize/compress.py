@@ -169,8 +169,8 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
                   representative_data=None, verify_data=None, callbacks=None, verbose="auto"):
     """Pruning-aware distillation (TFMOT magnitude pruning), stripped and exported.
 
-    The kernels of the Conv2D, DepthwiseConv2D, SeparableConv2D and Dense layers are pruned
-    by magnitude while the student is distilled (same loss as `quantize_distill`); the
+    The kernels of the Conv2D and Dense layers and the pointwise kernels of SeparableConv2D
+    layers are pruned by magnitude (TFMOT leaves depthwise kernels dense) while the student is distilled (same loss as `quantize_distill`); the
     pruning wrappers are then removed (`strip_pruning`) and the weights copied back into a
     Keras 3 copy of the student, which `keras_kd.export.to_tflite` exports and
     `keras_kd.export.verify` checks. Zeros only pay off in compressed files: the report gives
@@ -192,7 +192,9 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
 
     Returns:
         A `CompressionResult` whose `student` is the pruned Keras 3 student and whose
-        `report` holds `kernel_sparsity`, `file_weight_sparsity`, `gzip_bytes`,
+        `report` holds `kernel_sparsity` (over the `pruned_weights` pruning acts on),
+        `file_weight_sparsity` (over all `file_weights` of rank >= 2 in the file, depthwise
+        kernels included), `gzip_bytes`,
         `dense_gzip_bytes`, `gzip_ratio` (and the verification with `verify_data`).
     """
     import keras
@@ -214,7 +216,7 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     model = tf_keras.models.clone_model(
         bridge.to_tf_keras(student), clone_function=lambda layer: (
             sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
-            if type(layer).__name__ in measure.PRUNABLE else layer))
+            if type(layer).__name__ in measure.PRUNED_WEIGHTS else layer))
     history = _distil(tf_keras, model, teacher, data, epochs, alpha, temperature, optimizer,
                       validation_data, [sparsity.UpdatePruningStep(), *(callbacks or [])],
                       verbose)
@@ -222,8 +224,8 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     pruned = keras.models.clone_model(student)
     pruned.set_weights(student.get_weights())
     bridge.to_keras3(stripped, pruned)
-    report = {"target_sparsity": float(target_sparsity),
-              "kernel_sparsity": measure.kernel_sparsity(pruned)}
+    report = {"target_sparsity": float(target_sparsity)}
+    report["kernel_sparsity"], report["pruned_weights"] = measure.kernel_sparsity(pruned)
     result = CompressionResult(stripped, pruned, history, report=report)
     if path is not None:
         path = os.fspath(path)

@@ -5,7 +5,9 @@ import os
 
 import numpy as np
 
-PRUNABLE = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
+# The weights TFMOT's magnitude pruning acts on (its PruneRegistry): depthwise kernels are
+# left dense on purpose (few weights, large accuracy cost), so are biases and BatchNorm.
+PRUNED_WEIGHTS = {"Conv2D": "kernel", "Dense": "kernel", "SeparableConv2D": "pointwise_kernel"}
 
 
 def gzip_size(path):
@@ -16,18 +18,17 @@ def gzip_size(path):
 
 
 def kernel_sparsity(model):
-    """Fraction of exactly-zero entries in the kernels of the prunable layers (Keras 3 or
-    tf_keras model; biases and batch-norm parameters are not counted)."""
+    """`(fraction of exact zeros, number of weights)` over the weights pruning acts on
+    (`PRUNED_WEIGHTS`) of a Keras 3 or tf_keras model."""
     zeros = total = 0
     for layer in model.layers:
-        if type(layer).__name__ not in PRUNABLE:
-            continue
-        for weight in layer.weights:
-            if "kernel" in weight.name:
+        wanted = PRUNED_WEIGHTS.get(type(layer).__name__)
+        for weight in layer.weights if wanted else ():
+            if weight.name.split("/")[-1].split(":")[0] == wanted:
                 values = np.asarray(weight)
                 zeros += int((values == 0).sum())
                 total += values.size
-    return zeros / total if total else 0.0
+    return (zeros / total if total else 0.0), total
 
 
 def tflite_weight_sparsity(path):
