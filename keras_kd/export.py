@@ -10,6 +10,7 @@ quantization mode:
 | `float16`    | float16        | float32     | no                        |
 | `dynamic`    | int8           | float32 (int8 kernels where possible) | no      |
 | `int8`       | int8           | int8        | yes (capped number of samples) |
+| `qat`        | int8           | int8, ranges from the model's FakeQuant ops (quantization-aware training, `keras_kd.optimize.native`) | no |
 
 Only TFLite built-in ops are allowed by default, so files run on phones and edge runtimes
 without the Flex delegate; `allow_tf_ops=True` is an explicit opt-in and the report flags it.
@@ -31,7 +32,7 @@ from keras_kd import data as data_lib
 from keras_kd import litert_runner
 from keras_kd.litert_runner import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "qat")
 
 
 def _representative(data, max_samples):
@@ -99,6 +100,9 @@ def convert(model, quantization="float32", representative_data=None,
             if int8_io:
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
+        if quantization == "qat" and int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
         if allow_tf_ops:
             ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
         converter.target_spec.supported_ops = ops
@@ -119,10 +123,11 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     Args:
         model: a Keras model with a known input shape, outputting logits.
         path: destination `.tflite` path (written atomically).
-        quantization: `"float32"`, `"float16"`, `"dynamic"` or `"int8"`.
+        quantization: `"float32"`, `"float16"`, `"dynamic"`, `"int8"` or `"qat"` (a model
+            with fake-quant ops: int8 from its own ranges, see the table above).
         representative_data: calibration inputs for `"int8"`: array, `(x, y)` or tf.data.
         max_calibration_samples: cap on the calibration samples used. Default 500.
-        int8_io: with `"int8"`, make the input and output tensors int8 too (integer-only
+        int8_io: with `"int8"` or `"qat"`, make the input and output tensors int8 too (integer-only
             accelerators); otherwise they stay float32 with int8 inside.
         allow_tf_ops: allow TensorFlow (Flex) ops, which need the Flex delegate. Off by default.
         splits: optional `keras_kd.data.DataSplits`, the source of class names and scaling.

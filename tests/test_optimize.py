@@ -286,3 +286,55 @@ def test_prune_distill_reaches_target_sparsity(cifar_batch, tmp_path):
 def test_prune_distill_validates_target_sparsity():
     with pytest.raises(ValueError, match="target_sparsity"):
         keras_kd.optimize.prune_distill(_tiny(), _tiny("t"), None, target_sparsity=1.0)
+
+
+# ------------------------------------------------------------------ Keras 3 native QAT
+def test_native_quantize_distill_exports_int8_builtin_ops_only(cifar_batch, tmp_path):
+    from keras_kd.optimize import native
+
+    teacher = _perturbed(_tiny("teacher", seed=1))
+    data = _dataset(cifar_batch)
+    result = native.quantize_distill(_perturbed(_tiny()), teacher, data, epochs=1,
+                                     path=tmp_path / "native.tflite", verify_data=data,
+                                     verbose=0)
+    assert "tf_keras" not in type(result.model).__module__
+    assert result.history["distillation_loss"][0] > 0
+    report = native.ops_report(tmp_path / "native.tflite")
+    names = [row[0] for row in report["ops"]]
+    assert report["int8_only"], report["float_ops"]
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(names)
+    assert "MUL" in names  # the normalisation, quantized too (not folded away)
+    assert result.report["top1_agreement"] >= 0.9
+    # batch norm folded: one CONV_2D per convolution, no separate multiply-add per block
+    assert names.count("CONV_2D") == 2 and names.count("ADD") == 0
+
+
+def test_native_export_keeps_trained_ranges_and_shows_what_stays_float(cifar_batch, tmp_path):
+    from keras_kd.optimize import native
+
+    qat = native.quantize_model(_perturbed(_tiny()))
+    qat(cifar_batch[0], training=True)  # one range update
+    quant = qat.get_layer("relu_quant")
+    quant.max.assign(float(quant.max) * 0.5)  # calibration would not give this range
+    data = _dataset(cifar_batch)
+    native.to_tflite(qat, tmp_path / "calibrated.tflite", representative_data=data)
+    from keras_kd.export import _interpreter
+
+    interpreter = _interpreter(model_path=str(tmp_path / "calibrated.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    conv = next(o for o in interpreter._get_ops_details() if o["op_name"] == "CONV_2D")
+    scale = tensors[conv["outputs"][0]]["quantization"][0]
+    np.testing.assert_allclose(scale, (float(quant.max) - float(quant.min)) / 255, rtol=1e-5)
+    # without calibration data the converter leaves the normalisation's SUB/MUL in float
+    native.to_tflite(qat, tmp_path / "uncalibrated.tflite")
+    report = native.ops_report(tmp_path / "uncalibrated.tflite")
+    assert report["float_ops"] == ["SUB", "MUL"]
+
+
+def test_native_quantize_model_rejects_unsupported_layers():
+    from keras_kd.optimize import native
+
+    inputs = keras.Input((8,))
+    x = keras.layers.LayerNormalization(name="ln")(inputs)
+    with pytest.raises(ValueError, match=r"Layer 'ln' \(LayerNormalization\).*Way out"):
+        native.quantize_model(keras.Model(inputs, keras.layers.Dense(3)(x)))

@@ -16,6 +16,7 @@ Importing this package imports no tf_keras and no TFMOT.
 from keras_kd.optimize import bridge
 from keras_kd.optimize import legacy
 from keras_kd.optimize import measure
+from keras_kd.optimize import native
 from keras_kd.optimize.compress import CompressionResult
 from keras_kd.optimize.compress import prune_distill
 from keras_kd.optimize.compress import quantize_distill
