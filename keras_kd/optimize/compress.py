@@ -58,9 +58,9 @@ def _check(student, epochs, alpha, temperature):
 
 
 def _distil(tf_keras, wrapped, teacher, data, epochs, alpha, temperature, optimizer,
-            validation_data, callbacks, verbose):
+            learning_rate, validation_data, callbacks, verbose):
     distiller = legacy_distiller.make(tf_keras, wrapped, teacher, alpha, temperature)
-    optimizer = optimizer or tf_keras.optimizers.Adam(1e-4)
+    optimizer = optimizer or tf_keras.optimizers.Adam(learning_rate)
     distiller.compile(optimizer=optimizer)
     history = distiller.fit(data, epochs=epochs, validation_data=validation_data,
                             callbacks=list(callbacks or []), verbose=verbose)
@@ -94,8 +94,8 @@ def _annotator(tfmot):
 
 
 def quantize_distill(student, teacher, data, *, epochs=1, alpha=DEFAULT_ALPHA,
-                     temperature=DEFAULT_TEMPERATURE, optimizer=None, validation_data=None,
-                     path=None, representative_data=None, int8_io=False, verify_data=None,
+                     temperature=DEFAULT_TEMPERATURE, optimizer=None, learning_rate=1e-4,
+                     validation_data=None, path=None, representative_data=None, int8_io=False, verify_data=None,
                      callbacks=None, verbose="auto"):
     """Quantization-aware distillation (TFMOT default 8-bit scheme), exported to full int8.
 
@@ -117,8 +117,9 @@ def quantize_distill(student, teacher, data, *, epochs=1, alpha=DEFAULT_ALPHA,
         epochs: training epochs. Default 1.
         alpha: weight of the hard-label loss (keras.io convention). Default 0.1.
         temperature: softening temperature. Default 4.0.
-        optimizer: a tf_keras optimizer. Default `tf_keras.optimizers.Adam(1e-4)` (QAT
-            fine-tunes a trained student: a small learning rate).
+        optimizer: a tf_keras optimizer. Default `tf_keras.optimizers.Adam(learning_rate)`.
+        learning_rate: of the default optimizer. Default 1e-4 (QAT fine-tunes a trained
+            student: a small learning rate).
         validation_data: optional validation dataset for `fit`.
         path: where to write the int8 `.tflite` (with `keras_kd.export`'s sidecars).
         representative_data: calibration inputs for the float layers (default: `data`).
@@ -142,7 +143,7 @@ def quantize_distill(student, teacher, data, *, epochs=1, alpha=DEFAULT_ALPHA,
     with quantize.quantize_scope():
         model = quantize.quantize_apply(annotated)
     history = _distil(tf_keras, model, teacher, data, epochs, alpha, temperature, optimizer,
-                      validation_data, callbacks, verbose)
+                      learning_rate, validation_data, callbacks, verbose)
     result = CompressionResult(model, None, history)
     if path is not None:
         export.to_tflite(model, path, quantization="int8",
@@ -165,7 +166,7 @@ def _schedule(tfmot, target_sparsity, total_steps):
 
 def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None, epochs=1,
                   alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, optimizer=None,
-                  validation_data=None, path=None, quantization="float32",
+                  learning_rate=1e-4, validation_data=None, path=None, quantization="float32",
                   representative_data=None, verify_data=None, callbacks=None, verbose="auto"):
     """Pruning-aware distillation (TFMOT magnitude pruning), stripped and exported.
 
@@ -178,8 +179,8 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     gzip-compressed sizes of the pruned file and of the dense student's file.
 
     Args:
-        student, teacher, data, epochs, alpha, temperature, optimizer, validation_data,
-        callbacks, verbose: as in `quantize_distill`.
+        student, teacher, data, epochs, alpha, temperature, optimizer, learning_rate,
+        validation_data, callbacks, verbose: as in `quantize_distill`.
         target_sparsity: final fraction of zero kernel weights, in (0, 1). Default 0.8.
         schedule: a `tfmot.sparsity.keras.PruningSchedule`. Default: `PolynomialDecay` from
             0 to `target_sparsity` over all the training steps (which needs a dataset of
@@ -218,7 +219,7 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
             sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
             if type(layer).__name__ in measure.PRUNED_WEIGHTS else layer))
     history = _distil(tf_keras, model, teacher, data, epochs, alpha, temperature, optimizer,
-                      validation_data, [sparsity.UpdatePruningStep(), *(callbacks or [])],
+                      learning_rate, validation_data, [sparsity.UpdatePruningStep(), *(callbacks or [])],
                       verbose)
     stripped = sparsity.strip_pruning(model)
     pruned = keras.models.clone_model(student)

@@ -225,13 +225,13 @@ def to_tflite(qat_model, path, representative_data=None, int8_io=False, **kwargs
 
 
 def quantize_distill(student, teacher, data, *, epochs=1, alpha=None, temperature=None,
-                     optimizer=None, validation_data=None, path=None, representative_data=None,
+                     optimizer=None, learning_rate=1e-4, validation_data=None, path=None, representative_data=None,
                      int8_io=False, verify_data=None, callbacks=None, verbose="auto"):
     """Keras 3 native quantization-aware distillation: `quantize_model(student)` trained as
     a `keras_kd.Distiller` student, then exported to full int8 with `to_tflite`.
 
     Arguments as in `keras_kd.optimize.quantize_distill` (`teacher=None`: labels only, with
-    `keras.Model.fit`); the optimizer is a Keras 3 one (default `Adam(1e-4)`).
+    `keras.Model.fit`); the optimizer is a Keras 3 one (default `Adam(learning_rate)`).
 
     Returns:
         A `keras_kd.optimize.CompressionResult` whose `model` is the Keras 3 QAT model.
@@ -242,7 +242,7 @@ def quantize_distill(student, teacher, data, *, epochs=1, alpha=None, temperatur
     from keras_kd.optimize.compress import CompressionResult
 
     qat = quantize_model(student)
-    optimizer = optimizer or keras.optimizers.Adam(1e-4)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate)
     if teacher is None:
         trainer = qat
         trainer.compile(optimizer=optimizer, metrics=["accuracy"],
