@@ -329,6 +329,11 @@ def test_native_export_keeps_trained_ranges_and_shows_what_stays_float(cifar_bat
     native.to_tflite(qat, tmp_path / "uncalibrated.tflite")
     report = native.ops_report(tmp_path / "uncalibrated.tflite")
     assert report["float_ops"] == ["SUB", "MUL"]
+    # integer-only accelerators: int8 input and output tensors
+    metadata = native.to_tflite(qat, tmp_path / "int8_io.tflite", representative_data=data,
+                                int8_io=True)
+    assert metadata["input"]["dtype"] == metadata["output"]["dtype"] == "int8"
+    assert native.ops_report(tmp_path / "int8_io.tflite")["int8_only"]
 
 
 def test_native_quantize_model_rejects_unsupported_layers():
@@ -338,3 +343,30 @@ def test_native_quantize_model_rejects_unsupported_layers():
     x = keras.layers.LayerNormalization(name="ln")(inputs)
     with pytest.raises(ValueError, match=r"Layer 'ln' \(LayerNormalization\).*Way out"):
         native.quantize_model(keras.Model(inputs, keras.layers.Dense(3)(x)))
+
+
+# ------------------------------------------------------------------------------ examples
+@pytest.mark.slow
+def test_qat_example_writes_rows_and_resumes(tmp_path):
+    """examples/qat_distill.py at a tiny budget on real CIFAR-10; a rerun reuses the rows."""
+    _needs_tfmot()
+    if not CIFAR10_TEST.is_dir():
+        pytest.skip(f"CIFAR-10 not found at {CIFAR10_TEST}")
+    out = tmp_path / "qat.json"
+    args = [sys.executable, str(REPO / "examples" / "qat_distill.py"),
+            "--data", str(CIFAR10_TEST.parent), "--teacher", str(tmp_path / "teacher.keras"),
+            "--teacher-model", "cnn-small", "--teacher-epochs", "1", "--students",
+            "mobile-small", "--student-epochs", "1", "--epochs", "1", "--steps-per-epoch", "5",
+            "--rows", "float,ptq_int8,qat_kd", "--workdir", str(tmp_path), "--out", str(out),
+            "--verbose", "0"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1200)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"mobile-small/float", "mobile-small/ptq_int8", "mobile-small/qat_kd"}
+    assert rows["mobile-small/qat_kd"]["input_dtype"] == "float32"
+    assert 0.0 <= rows["mobile-small/qat_kd"]["test_accuracy"] <= 1.0
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(out.read_text())["rows"] == rows  # nothing recomputed
+    assert "mobile-small/qat_kd" in again.stdout
