@@ -12,6 +12,8 @@ the int8 rows, run by the LiteRT interpreter):
     qat_kd       TFMOT QAT of that student, distilled from the teacher, int8
     qat_labels   the same QAT on the labels only (no teacher), same budget
     native_kd    Keras 3 native QAT (keras_kd.optimize.native), distilled, int8
+    float_more   control: the float student distilled --epochs more at --compress-lr, in
+                 float (what the extra epochs alone give, without quantization)
 
 Every QAT row starts from the same float distilled student and trains `--epochs` epochs at
 `--compress-lr` (Adam). The results JSON is rewritten after each row; a rerun with the same
@@ -20,11 +22,13 @@ budget skips the rows it already has, and reuses the float students saved in `--
 
 from compress_common import history, parser, run
 
+import keras  # noqa: E402
+
 import keras_kd  # noqa: E402
 from keras_kd import workflows  # noqa: E402
 from keras_kd.optimize import compress, native  # noqa: E402
 
-ROWS = ("float", "ptq_int8", "qat_kd", "qat_labels", "native_kd")
+ROWS = ("float", "ptq_int8", "qat_kd", "qat_labels", "native_kd", "float_more")
 COLUMNS = [("name", "row", ""), ("test_accuracy", "test acc", ".4f"),
            ("size_bytes", "bytes", ","), ("top1_agreement", "agree", ".4f"),
            ("seconds", "seconds", ".1f")]
@@ -43,6 +47,13 @@ def main():
         if row == "float":
             return {"test_accuracy": workflows.accuracy(student, splits),
                     "params": student.count_params()}
+        if row == "float_more":
+            more = keras.models.clone_model(student)
+            more.set_weights(student.get_weights())
+            facts, _ = workflows.distill(more, teacher_model, splits, epochs=args.epochs,
+                                         alpha=args.alpha, temperature=args.temperature,
+                                         lr=args.compress_lr, verbose=args.verbose)
+            return {"test_accuracy": facts["test_accuracy"], "history": facts["history"]}
         if row == "ptq_int8":
             keras_kd.export.to_tflite(student, path, quantization="int8",
                                       representative_data=splits.train)
