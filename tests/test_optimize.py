@@ -278,6 +278,10 @@ def test_prune_distill_reaches_target_sparsity(cifar_batch, tmp_path):
     assert abs(zeros_in_file - report["kernel_sparsity"] * report["pruned_weights"]) <= 5
     assert report["gzip_bytes"] < report["dense_gzip_bytes"]
     assert isinstance(result.student, keras.Model)
+    # the Keras 3 student computes what the stripped tf_keras model computes
+    x = cifar_batch[0][:16]
+    np.testing.assert_allclose(np.asarray(result.student(x, training=False)),
+                               result.model(x, training=False).numpy(), atol=1e-4)
     # the user's student is left as it was
     for before, w in zip(dense_before, student.weights):
         np.testing.assert_array_equal(before, np.asarray(w))
@@ -370,3 +374,20 @@ def test_qat_example_writes_rows_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(out.read_text())["rows"] == rows  # nothing recomputed
     assert "mobile-small/qat_kd" in again.stdout
+
+
+def test_recalibrate_batch_norm_averages_batch_statistics(cifar_batch):
+    from keras_kd.optimize.compress import recalibrate_batch_norm
+
+    model = _perturbed(_tiny())
+    data = _dataset(cifar_batch)
+    conv = keras.Model(model.input, model.get_layer("conv").output)
+    batch_means = [np.asarray(conv(x)).mean(axis=(0, 1, 2)) for x, _ in data]
+    batch_vars = [np.asarray(conv(x)).var(axis=(0, 1, 2)) for x, _ in data]
+    assert recalibrate_batch_norm(model, data, batches=10) == len(batch_means) == 4
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(np.asarray(bn.moving_mean), np.mean(batch_means, 0), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn.moving_variance), np.mean(batch_vars, 0),
+                               rtol=1e-3, atol=1e-4)
+    assert bn.momentum == 0.99  # restored

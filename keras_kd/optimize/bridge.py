@@ -161,14 +161,26 @@ def _copy_weights(values, target, source):
     target.set_weights(values)
 
 
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential",
+                                                                 "Model"):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def copy_weights(source, target):
+    """Copies weights layer by layer, matched by name, between a model and its bridge copy
+    (either direction: Keras 3 <-> tf_keras); returns `target`."""
+    by_name = {layer.name: layer for layer in _leaf_layers(source)}
+    for layer in _leaf_layers(target):
+        if layer.weights and type(layer).__name__ != "Normalization":
+            _copy_weights(by_name[layer.name].get_weights(), layer, by_name[layer.name])
+    return target
+
+
 def to_keras3(tf_keras_model, model):
     """Copies the weights of `tf_keras_model` (made by `to_tf_keras(model)`, then trained and,
-    for pruning, stripped) back into the Keras 3 `model`, layer by layer (matched by name)."""
-    by_name = {layer.name: layer for layer in tf_keras_model.layers}
-    for layer in _graph(model).layers:
-        if isinstance(layer, keras.Model):
-            to_keras3(tf_keras_model, layer)
-        elif layer.weights and not isinstance(layer, keras.layers.Normalization):
-            source = by_name[layer.name]
-            _copy_weights(source.get_weights(), layer, source)
-    return model
+    for pruning, stripped) back into the Keras 3 `model`."""
+    return copy_weights(tf_keras_model, model)
