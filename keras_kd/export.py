@@ -10,6 +10,7 @@ quantization mode:
 | `float16`    | float16        | float32     | no                        |
 | `dynamic`    | int8           | float32 (int8 kernels where possible) | no      |
 | `int8`       | int8           | int8        | yes (capped number of samples) |
+| `qat`        | int8           | int8, ranges from the model's FakeQuant ops (quantization-aware training, `keras_kd.optimize.native`) | no |
 
 Only TFLite built-in ops are allowed by default, so files run on phones and edge runtimes
 without the Flex delegate; `allow_tf_ops=True` is an explicit opt-in and the report flags it.
@@ -31,7 +32,7 @@ from keras_kd import data as data_lib
 from keras_kd import litert_runner
 from keras_kd.litert_runner import INPUT_NAME, OUTPUT_NAME, SIGNATURE
 
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "qat")
 
 
 def _representative(data, max_samples):
@@ -82,20 +83,30 @@ def _check_model(model):
 
 def convert(model, quantization="float32", representative_data=None,
             max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
-    """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments)."""
+    """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments).
+
+    `model` is a Keras 3 model, or a tf_keras one (the quantization-aware and pruned models of
+    `keras_kd.optimize`), saved through `tf.saved_model.save` with the same signature.
+    """
     import keras
 
     _check(quantization, representative_data, max_calibration_samples)
     input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            name=SIGNATURE,
-            fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
-            input_signature=[tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)],
-        )
-        archive.write_out(saved_model, verbose=False)
+        spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
+        if isinstance(model, keras.Model):
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.add_endpoint(
+                name=SIGNATURE,
+                fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
+                input_signature=[spec],
+            )
+            archive.write_out(saved_model, verbose=False)
+        else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
+            serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
+            tf.saved_model.save(model, saved_model,
+                                signatures={SIGNATURE: serve.get_concrete_function(spec)})
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization != "float32":
@@ -110,6 +121,9 @@ def convert(model, quantization="float32", representative_data=None,
             if int8_io:
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
+        if quantization == "qat" and int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
         if allow_tf_ops:
             ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
         converter.target_spec.supported_ops = ops
@@ -130,10 +144,11 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     Args:
         model: a Keras model with a known input shape, outputting logits.
         path: destination `.tflite` path (written atomically).
-        quantization: `"float32"`, `"float16"`, `"dynamic"` or `"int8"`.
+        quantization: `"float32"`, `"float16"`, `"dynamic"`, `"int8"` or `"qat"` (a model
+            with fake-quant ops: int8 from its own ranges, see the table above).
         representative_data: calibration inputs for `"int8"`: array, `(x, y)` or tf.data.
         max_calibration_samples: cap on the calibration samples used. Default 500.
-        int8_io: with `"int8"`, make the input and output tensors int8 too (integer-only
+        int8_io: with `"int8"` or `"qat"`, make the input and output tensors int8 too (integer-only
             accelerators); otherwise they stay float32 with int8 inside.
         allow_tf_ops: allow TensorFlow (Flex) ops, which need the Flex delegate. Off by default.
         splits: optional `keras_kd.data.DataSplits`, the source of class names and scaling.

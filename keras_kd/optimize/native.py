@@ -1,0 +1,286 @@
+"""Keras 3 native quantization-aware training: fake-quant layers, no tf_keras, no TFMOT.
+
+`quantize_model(student)` returns a Keras 3 model computing what the int8 file will compute:
+
+* every Conv2D / DepthwiseConv2D / Dense followed by a BatchNormalization becomes one
+  `FoldedQuantConv` layer: batch norm folded into the kernel and bias with the moving
+  statistics (frozen during QAT, as in TensorFlow's `freeze_bn_delay` recipe), the folded
+  kernel fake-quantized per output channel (symmetric, narrow range, as TFLite's int8
+  kernels want), the folded bias left float (the converter makes it int32);
+* activation ranges are fake-quantized after each block (after its activation when one
+  follows), after preprocessing, pooling to a vector, Add and Concatenate, and on the input,
+  with `ActivationFakeQuant` layers tracking min/max by exponential moving average;
+* shape and max-pooling layers pass values through and keep their input's quantization.
+
+All quantization is `keras.quantizers.fake_quant_with_min_max_vars` (TensorFlow's FakeQuant
+ops on the TensorFlow backend), which the TFLite converter reads: `to_tflite` converts with
+`optimizations=[tf.lite.Optimize.DEFAULT]`; the file's int8 scales are the trained ones
+(representative data only fills the ranges of the preprocessing ops, which the converter
+cannot take from FakeQuant ops: see `to_tflite`). `ops_report` lists the converted file's ops
+and any that stayed float.
+
+The QAT model shares no weights with the student (it works on a clone); train it with
+`keras_kd.Distiller(student=qat_model, teacher=teacher)` like any student (that is what
+`quantize_distill` does).
+"""
+
+import keras
+from keras import ops
+
+from keras_kd import export
+
+QUANTIZED = ("Conv2D", "DepthwiseConv2D", "Dense")
+ACTIVATIONS = ("ReLU", "Activation", "LeakyReLU", "Softmax")
+OUTPUT_QUANTIZED = ("Normalization", "Rescaling", "GlobalAveragePooling2D", "Add",
+                    "Concatenate", "AveragePooling2D")
+PASS_THROUGH = ("MaxPooling2D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Dropout",
+                "Identity")
+
+
+@keras.saving.register_keras_serializable(package="keras_kd")
+class ActivationFakeQuant(keras.layers.Layer):
+    """Fake-quantizes activations to 8 bits over a `[min, max]` range tracked by EMA.
+
+    In training, the range is the batch's `[min(x, 0), max(x, 0)]` on the first step and
+    `decay * range + (1 - decay) * batch range` afterwards; in inference it is frozen.
+    """
+
+    def __init__(self, decay=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.decay = float(decay)
+
+    def build(self, input_shape):
+        self.min = self.add_weight(shape=(), initializer="zeros", trainable=False, name="min")
+        self.max = self.add_weight(shape=(), initializer="zeros", trainable=False, name="max")
+        self.seen = self.add_weight(shape=(), initializer="zeros", trainable=False, name="seen")
+
+    def call(self, x, training=False):
+        if training:
+            low = ops.minimum(ops.min(ops.stop_gradient(x)), 0.0)
+            high = ops.maximum(ops.max(ops.stop_gradient(x)), 0.0)
+            keep = ops.where(self.seen > 0, self.decay, 0.0)
+            self.min.assign(keep * self.min + (1.0 - keep) * low)
+            self.max.assign(keep * self.max + (1.0 - keep) * high)
+            self.seen.assign(1.0)
+            low, high = self.min.value, self.max.value
+        else:
+            low, high = self.min, self.max
+        high = ops.maximum(high, low + 1e-6)
+        return keras.quantizers.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+
+    def get_config(self):
+        return {**super().get_config(), "decay": self.decay}
+
+
+def _per_channel(kernel, depthwise):
+    """Symmetric per-output-channel fake quantization of a (folded) kernel."""
+    shape = ops.shape(kernel)
+    flat = ops.reshape(kernel, (*shape[:-2], -1)) if depthwise else kernel
+    axes = tuple(range(len(flat.shape) - 1))
+    bound = ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8)
+    quantized = keras.quantizers.fake_quant_with_min_max_vars(
+        flat, -bound, bound, num_bits=8, narrow_range=True, axis=-1)
+    return ops.reshape(quantized, shape) if depthwise else quantized
+
+
+class FoldedQuantConv(keras.layers.Layer):
+    """A Conv2D / DepthwiseConv2D / Dense (and the BatchNormalization after it, if any),
+    folded and with its kernel fake-quantized per output channel. Holds the original
+    layers: their variables are the ones trained. A training-time layer (not serialized)."""
+
+    def __init__(self, layer, batch_norm=None, **kwargs):
+        super().__init__(name=f"{layer.name}_quant", **kwargs)
+        self.layer = layer
+        self.batch_norm = batch_norm
+        self.kind = type(layer).__name__
+
+    def _folded(self):
+        kernel = self.layer.kernel
+        bias = self.layer.bias if self.layer.use_bias else 0.0
+        bn = self.batch_norm
+        if bn is None:
+            return kernel, bias
+        factor = ops.rsqrt(bn.moving_variance + bn.epsilon)
+        if bn.scale:
+            factor = factor * bn.gamma
+        offset = bn.beta if bn.center else 0.0
+        bias = (bias - bn.moving_mean) * factor + offset
+        if self.kind == "DepthwiseConv2D":
+            factor = ops.reshape(factor, (kernel.shape[2], kernel.shape[3]))
+        return kernel * factor, bias
+
+    def call(self, x):
+        kernel, bias = self._folded()
+        layer = self.layer
+        if self.kind == "Dense":
+            bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
+            kernel = keras.quantizers.fake_quant_with_min_max_vars(
+                kernel, -bound, bound, num_bits=8, narrow_range=True)
+            y = ops.matmul(x, kernel)
+        elif self.kind == "Conv2D":
+            y = ops.conv(x, _per_channel(kernel, False), strides=layer.strides,
+                         padding=layer.padding, data_format=layer.data_format,
+                         dilation_rate=layer.dilation_rate)
+        else:
+            y = ops.depthwise_conv(x, _per_channel(kernel, True), strides=layer.strides,
+                                   padding=layer.padding, data_format=layer.data_format,
+                                   dilation_rate=layer.dilation_rate)
+        y = y + bias
+        return layer.activation(y) if layer.activation is not None else y
+
+
+def _unsupported(layer):
+    return ValueError(
+        f"Layer '{layer.name}' ({type(layer).__name__}) is not supported by the Keras 3 native "
+        f"QAT transform. Supported: {', '.join(QUANTIZED + ACTIVATIONS + OUTPUT_QUANTIZED + PASS_THROUGH)}, "
+        "BatchNormalization after a convolution or Dense layer. Way out: the TFMOT path "
+        "(`keras_kd.optimize.quantize_distill`) or post-training int8 "
+        "(`keras_kd.export.to_tflite(quantization='int8')`)."
+    )
+
+
+def _consumers(graph):
+    consumers = {}
+    for nodes in graph._nodes_by_depth.values():
+        for node in nodes:
+            for tensor in node.input_tensors:
+                consumers.setdefault(id(tensor), []).append(node.operation)
+    return consumers
+
+
+def quantize_model(model, decay=0.99):
+    """The fake-quantized (QAT) Keras 3 version of a Functional/Sequential float model.
+
+    Args:
+        model: a built Keras 3 model of the supported layers (see `_unsupported`'s list).
+        decay: EMA decay of the activation ranges.
+
+    Returns:
+        A `keras.Model` (working on a clone of `model`'s weights) to train, e.g. as a
+        `keras_kd.Distiller` student, then to export with `to_tflite`.
+    """
+    from keras_kd.optimize.bridge import _graph
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    graph = _graph(clone)
+    consumers = _consumers(graph)
+
+    def only_consumer(layer):
+        following = consumers.get(id(layer.output), [])
+        return following[0] if len(following) == 1 else None
+
+    folded = {}  # id(conv or dense) -> the BatchNormalization folded into it
+    quantize_later = set()  # layers whose output range is taken after their activation
+    for layer in graph.layers:
+        if type(layer).__name__ in QUANTIZED:
+            nxt = only_consumer(layer)
+            if type(nxt).__name__ == "BatchNormalization":
+                folded[id(layer)] = nxt
+                nxt = only_consumer(nxt)
+            if type(nxt).__name__ in ACTIVATIONS:
+                quantize_later.add(id(layer))
+    folded_bns = {id(bn) for bn in folded.values()}
+
+    def operation(layer):
+        kind = type(layer).__name__
+        if kind == "BatchNormalization" and id(layer) in folded_bns:
+            return lambda x, **kwargs: x  # folded into the layer before it
+        if kind in QUANTIZED:
+            wrapped = FoldedQuantConv(layer, folded.get(id(layer)))
+            if id(layer) in quantize_later:
+                return lambda x, **kwargs: wrapped(x)
+            quant = ActivationFakeQuant(decay, name=f"{layer.name}_act_quant")
+            return lambda x, **kwargs: quant(wrapped(x))
+        if kind in ACTIVATIONS + OUTPUT_QUANTIZED:
+            quant = ActivationFakeQuant(decay, name=f"{layer.name}_quant")
+            return lambda *args, **kwargs: quant(layer(*args, **kwargs))
+        if kind in PASS_THROUGH:
+            return layer
+        raise _unsupported(layer)
+
+    inputs = [keras.Input(tuple(x.shape[1:]), name=x._keras_history.operation.name)
+              for x in graph.inputs]
+    quantized_inputs = [ActivationFakeQuant(decay, name=f"{x.name}_quant")(x) for x in inputs]
+    outputs = graph._run_through_graph(
+        quantized_inputs if len(inputs) > 1 else quantized_inputs[0], operation_fn=operation)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
+                       name=f"{model.name}_qat")
+
+
+def to_tflite(qat_model, path, representative_data=None, int8_io=False, **kwargs):
+    """Exports a `quantize_model` model to a full-int8 `.tflite`; returns the metadata dict.
+
+    With `representative_data` (recommended) the file is int8 from the first op on: the
+    converter keeps every range the model's FakeQuant ops trained (tested: a changed range
+    shows up as the file's scale) and calibrates only what has none, the preprocessing
+    layers' constant SUB/MUL (`quantization="int8"`). Without it (`quantization="qat"`), the
+    converter leaves that SUB/MUL in float between a DEQUANTIZE and a QUANTIZE
+    (`ops_report` shows them), everything else being int8.
+    """
+    if representative_data is None:
+        return export.to_tflite(qat_model, path, quantization="qat", int8_io=int8_io, **kwargs)
+    return export.to_tflite(qat_model, path, quantization="int8",
+                            representative_data=representative_data, int8_io=int8_io, **kwargs)
+
+
+def quantize_distill(student, teacher, data, *, epochs=1, alpha=None, temperature=None,
+                     optimizer=None, learning_rate=1e-4, validation_data=None, path=None, representative_data=None,
+                     int8_io=False, verify_data=None, callbacks=None, verbose="auto"):
+    """Keras 3 native quantization-aware distillation: `quantize_model(student)` trained as
+    a `keras_kd.Distiller` student, then exported to full int8 with `to_tflite`.
+
+    Arguments as in `keras_kd.optimize.quantize_distill` (`teacher=None`: labels only, with
+    `keras.Model.fit`); the optimizer is a Keras 3 one (default `Adam(learning_rate)`).
+
+    Returns:
+        A `keras_kd.optimize.CompressionResult` whose `model` is the Keras 3 QAT model.
+    """
+    from keras_kd.distiller import DEFAULT_ALPHA
+    from keras_kd.distiller import DEFAULT_TEMPERATURE
+    from keras_kd.distiller import Distiller
+    from keras_kd.optimize.compress import CompressionResult
+
+    qat = quantize_model(student)
+    optimizer = optimizer or keras.optimizers.Adam(learning_rate)
+    if teacher is None:
+        trainer = qat
+        trainer.compile(optimizer=optimizer, metrics=["accuracy"],
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    else:
+        trainer = Distiller(student=qat, teacher=teacher)
+        trainer.compile(optimizer=optimizer, metrics=["accuracy"],
+                        alpha=DEFAULT_ALPHA if alpha is None else alpha,
+                        temperature=temperature or DEFAULT_TEMPERATURE)
+    history = trainer.fit(data, epochs=epochs, validation_data=validation_data,
+                          callbacks=callbacks, verbose=verbose).history
+    result = CompressionResult(qat, None, history)
+    if path is not None:
+        to_tflite(qat, path, data if representative_data is None else representative_data,
+                  int8_io=int8_io)
+        result.path = str(path)
+        if verify_data is not None:
+            result.report = export.verify(qat, path, verify_data)
+    return result
+
+
+def ops_report(path):
+    """The converted graph: each op with its input/output dtypes, and the ops computing in
+    float (any float32 tensor other than the file's float input and output boundaries).
+
+    Returns:
+        `{"ops": [[name, input dtypes, output dtypes], ...], "float_ops": [...],
+        "int8_only": bool}`.
+    """
+    interpreter = export._interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    rows, float_ops = [], []
+    for op in interpreter._get_ops_details():
+        ins = [dtypes[i] for i in op["inputs"] if i >= 0]
+        outs = [dtypes[i] for i in op["outputs"]]
+        rows.append([op["op_name"], ins, outs])
+        boundary = (op["op_name"] == "QUANTIZE" and outs != ["float32"]) or (
+            op["op_name"] == "DEQUANTIZE" and ins != ["float32"])
+        if not boundary and op["op_name"] != "DELEGATE" and "float32" in ins + outs:
+            float_ops.append(op["op_name"])
+    return {"ops": rows, "float_ops": float_ops, "int8_only": not float_ops}
