@@ -58,7 +58,11 @@ def _check(quantization, representative_data, max_samples):
 def _check_model(model):
     """The input shape (without batch) of a model export supports: one float32 input of
     known shape, one output."""
-    checks.classifier_model("model", model)  # a keras.Model with one output
+    import keras
+
+    if isinstance(model, keras.Model) or not type(model).__module__.startswith("tf_keras"):
+        checks.classifier_model("model", model)  # a keras.Model with one output
+    # else a tf_keras model from keras_kd.optimize (quantization-aware or pruned)
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) != 1:
         raise ValueError(
