@@ -45,7 +45,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import REPO, markdown_table, write_outputs  # noqa: E402
-from train_throughput import ALPHA, T, fit_epoch, fit_numpy_epoch, kd_loss, plot  # noqa: E402
+from train_throughput import ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot  # noqa: E402
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import views as views_lib  # noqa: E402
@@ -71,19 +71,7 @@ def pipeline(examples, n, batch_size, shuffle=True):
 
 def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True):
     """A callable timing one epoch of a bare loop over the pipeline inside one tf.function."""
-    optimizer = keras.optimizers.Adam()
-    variables = student.trainable_variables
-    optimizer.build(variables)
-
-    @tf.function(jit_compile=jit)
-    def step(x, y):
-        t_logits = teacher(x, training=False) if with_teacher else None
-        if not train:
-            return tf.reduce_sum(tf.cast(t_logits, tf.float32))
-        with tf.GradientTape() as tape:
-            loss = kd_loss(y, student(x, training=True), t_logits)
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+    step = bare_step(teacher, student, with_teacher, jit, train)
 
     steps = int(ds.cardinality())
 

@@ -86,8 +86,9 @@ def kd_loss(y, s_logits, t_logits):
     return ALPHA * hard + (1 - ALPHA) * soft
 
 
-def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
-    """A callable timing one epoch of a bare loop: no Keras fit, no callbacks, no pipeline."""
+def bare_step(teacher, student, with_teacher, jit, train=True):
+    """One compiled step of the limit loops: teacher forward (optional), student forward and
+    backward, Adam update; `train=False` runs the teacher alone."""
     optimizer = keras.optimizers.Adam()
     variables = student.trainable_variables
     optimizer.build(variables)
@@ -96,11 +97,18 @@ def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
     def step(x, y):
         t_logits = teacher(x, training=False) if with_teacher else None
         if not train:
-            return tf.reduce_sum(t_logits)
+            return tf.reduce_sum(tf.cast(t_logits, tf.float32))
         with tf.GradientTape() as tape:
             loss = kd_loss(y, student(x, training=True), t_logits)
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
+
+    return step
+
+
+def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
+    """A callable timing one epoch of a bare loop: no Keras fit, no callbacks, no pipeline."""
+    step = bare_step(teacher, student, with_teacher, jit, train)
 
     @tf.function
     def epoch():
