@@ -480,11 +480,13 @@ class Distiller(keras.Model):
         for tracker in self.term_trackers:
             tracker.update_state(logs[tracker.name], sample_weight=logs["count"])
 
+    def _teacher_outputs_for(self, x, cached):
+        """Stored outputs (`keras_kd.teachers.cache_logits`, replayed views) or the live teacher's."""
+        return self._cached_outputs(cached) if cached is not None else self.teacher_outputs(x)
+
     def _inputs_and_teacher_logits(self, x):
-        x, cached = split_cached(x)  # batches from `keras_kd.teachers.cache_logits`
-        if cached is not None:
-            return x, self._cached_outputs(cached)
-        return x, self.teacher_outputs(x)
+        x, cached = split_cached(x)
+        return x, self._teacher_outputs_for(x, cached)
 
     def _augmented(self, x, y):
         """The augmented view of a training batch, its labels and the teacher's outputs."""
@@ -500,13 +502,12 @@ class Distiller(keras.Model):
                 raise ValueError(
                     "Cached teacher logits with `augment`: the logits belong to the unaugmented "
                     "inputs, not to the view the student would see. Cache augmented views "
-                    "(`keras_kd.teachers.cache_views`) or drop `augment`."
+                    "(`keras_kd.views.cache_views`) or drop `augment`."
                 )
             seed = view_seed if view_seed is not None else augment_lib.step_seed(
                 self.augment_seed, self.optimizer.iterations)
-            x, y = self.augment(x, y, seed=ops.reshape(seed, (-1,))[:2])
-        teacher = self._cached_outputs(cached) if cached is not None else self.teacher_outputs(x)
-        return x, y, teacher
+            x, y = self.augment(x, y, seed=seed)
+        return x, y, self._teacher_outputs_for(x, cached)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
