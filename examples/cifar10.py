@@ -73,7 +73,12 @@ def run(method, student, teacher, replay, args):
         distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
         distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
                           temperature=args.temperature)
-        distiller.fit(replay.dataset(), callbacks=[replay.callback()], **fit)
+        callbacks = [replay.callback()]
+        if args.kd_epochs is not None and args.kd_epochs < args.epochs:
+            # distil first, then fit the labels alone (Cho & Hariharan 2019, "early-stopped" KD)
+            callbacks.append(keras_kd.schedules.ScheduleCallback(
+                "alpha", keras_kd.schedules.Step([args.alpha, 1.0], [args.kd_epochs])))
+        distiller.fit(replay.dataset(), callbacks=callbacks, **fit)
     else:
         distiller = keras.distillation.Distiller(
             teacher=teacher, student=student, student_loss_weight=args.alpha,
@@ -97,6 +102,9 @@ def main():
     p.add_argument("--weight-decay", type=float, default=4e-3)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--kd-epochs", type=int, default=None,
+                   help="keras_kd only: distil for the first N epochs, then alpha = 1 (labels "
+                        "alone); default: every epoch")
     p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
     p.add_argument("--eval", default="test", choices=("test", "validation"))
     p.add_argument("--limit", type=int, default=None, help="use the first N training images")
@@ -114,6 +122,8 @@ def main():
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     config = {k: v for k, v in vars(args).items() if k not in ("verbose", "out", "seeds",
                                                                 "students", "methods")}
+    if config["kd_epochs"] is None:  # rows made before the option stay valid
+        del config["kd_epochs"]
     done = {(r["student"], r["seed"], r["method"]) for r in rows if r["config"] == config}
     teacher_accuracy = _accuracy(teacher, evaluation)
     print(f"teacher {args.eval} accuracy {teacher_accuracy:.4f}")
