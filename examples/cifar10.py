@@ -110,6 +110,8 @@ def main():
     p.add_argument("--limit", type=int, default=None, help="use the first N training images")
     p.add_argument("--views-dir", default="runs/cifar10/views")
     p.add_argument("--out", default="runs/cifar10/compare.json")
+    p.add_argument("--save-dir", default=None,
+                   help="save each trained student here as STUDENT_METHOD_sSEED.keras")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     args = p.parse_args()
 
@@ -120,8 +122,8 @@ def main():
         examples = examples.take(args.limit)
     teacher = keras.saving.load_model(args.teacher)
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
-    config = {k: v for k, v in vars(args).items() if k not in ("verbose", "out", "seeds",
-                                                                "students", "methods")}
+    skip = ("verbose", "out", "save_dir", "seeds", "students", "methods")
+    config = {k: v for k, v in vars(args).items() if k not in skip}
     if config["kd_epochs"] is None:  # rows made before the option stay valid
         del config["kd_epochs"]
     done = {(r["student"], r["seed"], r["method"]) for r in rows if r["config"] == config}
@@ -149,6 +151,9 @@ def main():
                        "seconds_per_epoch": round(seconds, 1),
                        "views_seconds": round(views_seconds, 1),
                        "teacher_accuracy": teacher_accuracy, "config": config}
+                if args.save_dir:
+                    row["model"] = os.path.join(args.save_dir, f"{name}_{method}_s{seed}.keras")
+                    atomic.save_model(student, row["model"])
                 rows.append(row)
                 atomic.write_json(args.out, {"rows": rows})
                 print(json.dumps({k: v for k, v in row.items() if k != "config"}))
