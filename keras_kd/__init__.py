@@ -15,9 +15,9 @@ import sys
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("augment", "callbacks", "data", "distribute", "edge_parity", "ensemble", "export",
-               "features", "losses", "models", "precision", "rounds", "schedules", "search",
-               "terms", "transfer", "views")
+_SUBMODULES = ("augment", "callbacks", "dark_knowledge", "data", "distribute", "edge_parity",
+               "ensemble", "export", "features", "losses", "models", "precision", "rounds",
+               "schedules", "search", "terms", "transfer", "views")
 _CLASSES = {"Distiller": "keras_kd.distiller", "TeacherEnsemble": "keras_kd.teachers"}
 
 __all__ = [*sorted(_CLASSES), *_SUBMODULES, "__version__"]

@@ -113,7 +113,7 @@ def train_teacher(args):
 
 
 def distill(args):
-    from keras_kd import atomic, cli, distribute, workflows
+    from keras_kd import atomic, cli, dark_knowledge, distribute, workflows
 
     policy = _start(args)
     temperature = (args.temperature or cli.DEFAULT_TEMPERATURE) if cli.LOSSES[args.loss] else None
@@ -128,6 +128,9 @@ def distill(args):
             temperature=temperature, distillation_loss_fn=args.loss, lr=args.lr,
             verbose=_fit_verbose(args), seed=args.seed, backup_dir=args.backup_dir,
         )
+    # The teacher's view at the distillation temperature (at T = 1 for a loss without one).
+    results["dark_knowledge"] = dark_knowledge.compute(
+        teacher, student, splits.test, splits.class_names, temperature or 1.0)
     atomic.save_model(student, args.output, overwrite=args.overwrite)
     results.update(command="distill", data=splits.name, teacher=args.teacher, output=args.output,
                    replicas=strategy.num_replicas_in_sync, global_batch_size=args.batch_size,
@@ -213,5 +216,5 @@ def report(args):
         path = report_lib.write(args.results_file, args.output_dir)
     except (ValueError, ImportError) as e:
         raise CommandError(f"argument results_file: {e}") from None
-    print(f"report written to {path} (with curves.png and tradeoffs.png)")
+    print(f"report written to {path} (with its PNG plots)")
     return path

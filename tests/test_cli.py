@@ -272,7 +272,15 @@ def test_demo_small_budget(tmp_path, capsys):
     assert not any(line.startswith("Epoch ") for line in out)
     assert out[-1].startswith("distillation gain over the scratch twin, 2 pairs")
     assert any(line.startswith("student int8") for line in out[-8:])
-    for name in ("report.md", "curves.png", "tradeoffs.png"):
+    # the first pair's distilled student against the teacher, per test class
+    per_class = results["dark_knowledge"]["per_class"]
+    assert sum(per_class["examples"]) == 449
+    assert np.dot(per_class["student_accuracy"], per_class["examples"]) / 449 == pytest.approx(
+        results["models"]["student_distilled"]["test_accuracy"], abs=1e-12)
+    assert np.dot(per_class["teacher_accuracy"], per_class["examples"]) / 449 == pytest.approx(
+        results["models"]["teacher"]["test_accuracy"], abs=1e-12)
+    for name in ("report.md", "curves.png", "tradeoffs.png", "dark_knowledge_similarity.png",
+                 "dark_knowledge_per_class.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| teacher | 1,531,210 |" in (tmp_path / "report.md").read_text()
     assert run_cli("report", tmp_path / "teacher_float32.metadata.json") == 1
