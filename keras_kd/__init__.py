@@ -15,9 +15,11 @@ import sys
 
 __version__ = "0.1.0"
 
+# `optimize` last: it imports the Distiller, which needs the others loaded (it registers the
+# Keras classes of QAT models, so that a `keras-kd distill --qat` model loads).
 _SUBMODULES = ("augment", "callbacks", "dark_knowledge", "data", "distribute", "edge_parity",
                "ensemble", "export", "features", "losses", "models", "precision", "rounds",
-               "schedules", "search", "terms", "transfer", "views")
+               "schedules", "search", "terms", "transfer", "views", "optimize")
 _CLASSES = {"Distiller": "keras_kd.distiller", "TeacherEnsemble": "keras_kd.teachers"}
 
 __all__ = [*sorted(_CLASSES), *_SUBMODULES, "__version__"]
@@ -40,9 +42,12 @@ def import_all():
 
 
 def __getattr__(name):  # only reached before `import_all()` (in the CLI's first second)
-    if name in _CLASSES or name in _SUBMODULES:
-        import_all()
-        return globals()[name]
+    # Only what is asked: `from keras_kd import terms` inside a module that `import_all` is
+    # importing comes here, and a nested `import_all` would meet that module half-initialised.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_kd.{name}")
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
     raise AttributeError(f"module 'keras_kd' has no attribute {name!r}")
 
 

@@ -25,7 +25,7 @@ prints a table and a report (report.md, PNG plots)."""
 MODEL_NAMES = ("cnn-small", "cnn-student", "cnn-teacher", "mlp-student", "mlp-teacher", "mlp-tiny",
                "mobile-small", "resnet-teacher")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
-QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "qat")
 PRECISIONS = ("off", "auto", "mixed_float16", "mixed_bfloat16")
 # Distillation losses, and whether each has a temperature.
 LOSSES = {"kl_divergence": True, "soft_target_crossentropy": True, "logits_mse": False}
@@ -61,6 +61,13 @@ def positive_float(text):
     value = _number(text, float)
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    value = _number(text, float)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, received {text!r}")
     return value
 
 
@@ -160,6 +167,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"keras-kd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parser.commands = sub.choices  # name -> subparser (keras_kd.runconfig rebuilds argv from it)
+    from keras_kd import cli_methods
     from keras_kd import commands
 
     p = sub.add_parser("train-teacher", help="train a teacher on the labels")
@@ -179,18 +187,21 @@ def build_parser():
     p.add_argument("--student", type=model_spec, default="mlp-student",
                    help="reference model (mlp-student 2x800, mlp-tiny 2x20, cnn-student) or a "
                         ".keras file. Default: mlp-student")
-    p.add_argument("--alpha", type=unit_float, default=0.1,
-                   help="weight in [0, 1] of the hard-label loss; 1-alpha weighs the distillation "
-                        "loss. Default: 0.1")
+    p.add_argument("--alpha", type=unit_float, default=None,
+                   help="weight in [0, 1] of the hard-label loss; 1-alpha weighs the kd term "
+                        "(--hint, --attention and dkd terms carry their own weights). Default: "
+                        "0.1, 1.0 with --method dkd")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help=f"softening temperature T > 0 (losses with a temperature only). "
                         f"Default: {DEFAULT_TEMPERATURE:g}")
-    p.add_argument("--loss", default="kl_divergence", choices=tuple(LOSSES),
-                   help="distillation loss. Default: kl_divergence (times T^2)")
+    p.add_argument("--loss", default=None, choices=tuple(LOSSES),
+                   help="distillation loss of --method kd. Default: kl_divergence (times T^2)")
     p.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="tf.distribute strategy. Default: auto (TPU if found, multi-worker if "
                         "TF_CONFIG names several workers, mirrored if several GPUs, else default)")
-    p.add_argument("--output", default="student.keras", help="where to save the student")
+    cli_methods.add_arguments(p)
+    p.add_argument("--output", default="student.keras",
+                   help="where to save the student (.keras; with --qat its QAT model)")
     p.set_defaults(func=commands.distill)
 
     p = sub.add_parser("evaluate", help="test accuracy and size of a saved model")
@@ -207,12 +218,15 @@ def build_parser():
     p.add_argument("--output", required=True, help="the .tflite file to write (sidecars beside it)")
     p.add_argument("--quantization", default="float32", choices=QUANTIZATIONS,
                    help="float32 (exact), float16 (half-size weights), dynamic (int8 weights), "
-                        "int8 (full integer, calibrated on --data's training split). "
+                        "int8 (full integer, calibrated on --data's training split), qat (a "
+                        "model from `keras-kd distill --qat`: full integer with the ranges it "
+                        "trained; --data's training split calibrates only the preprocessing). "
                         "Default: float32")
     p.add_argument("--calibration-samples", type=positive_int, default=500,
                    help="representative samples for int8 calibration. Default: 500")
     p.add_argument("--int8-io", action="store_true",
-                   help="with int8: int8 input and output tensors (integer-only accelerators)")
+                   help="with int8 or qat: int8 input and output tensors (integer-only "
+                        "accelerators)")
     p.add_argument("--allow-tf-ops", action="store_true",
                    help="allow TensorFlow (Flex) ops; the file then needs the Flex delegate")
     p.set_defaults(func=commands.export)
@@ -285,11 +299,15 @@ def _existing_parent(directory):
 
 
 def _check_combinations(parser, args):
-    if args.command == "distill" and args.temperature is not None and not LOSSES[args.loss]:
-        parser.error(f"argument --temperature: --loss {args.loss} has no temperature; "
-                     f"received --temperature {args.temperature:g}")
-    if args.command == "export" and args.int8_io and args.quantization != "int8":
-        parser.error(f"argument --int8-io: needs --quantization int8, received "
+    if args.command == "distill":
+        if args.temperature is not None and not LOSSES.get(args.loss, True):
+            parser.error(f"argument --temperature: --loss {args.loss} has no temperature; "
+                         f"received --temperature {args.temperature:g}")
+        from keras_kd import cli_methods
+
+        cli_methods.check(parser, args)
+    if args.command == "export" and args.int8_io and args.quantization not in ("int8", "qat"):
+        parser.error(f"argument --int8-io: needs --quantization int8 or qat, received "
                      f"--quantization {args.quantization}")
     for option in ("output", "results"):
         for source in ("teacher", "model"):

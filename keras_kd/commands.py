@@ -113,21 +113,30 @@ def train_teacher(args):
 
 
 def distill(args):
-    from keras_kd import atomic, cli, dark_knowledge, distribute, workflows
+    from keras_kd import atomic, cli, cli_methods, cli_terms, dark_knowledge, distribute, workflows
 
     policy = _start(args)
-    temperature = (args.temperature or cli.DEFAULT_TEMPERATURE) if cli.LOSSES[args.loss] else None
+    settings = cli_methods.resolved(args, default_loss="kl_divergence")
+    has_temperature = cli.LOSSES.get(settings.get("loss"), True)  # DKD has one
+    temperature = (args.temperature or cli.DEFAULT_TEMPERATURE) if has_temperature else None
     strategy = distribute.get_strategy(args.strategy)
     splits = load_data(args, validation_split=args.validation_split)
+    common = dict(epochs=args.epochs, alpha=settings["alpha"], temperature=temperature,
+                  lr=args.lr, verbose=_fit_verbose(args))
     with strategy.scope():
         teacher = load_model(args.teacher, "--teacher")
         check_input_shape(teacher, splits, "--teacher")
         student = _build_or_load(args.student, splits, "--student")
-        results, _ = workflows.distill(
-            student, teacher, splits, epochs=args.epochs, alpha=args.alpha,
-            temperature=temperature, distillation_loss_fn=args.loss, lr=args.lr,
-            verbose=_fit_verbose(args), seed=args.seed, backup_dir=args.backup_dir,
-        )
+        terms = cli_terms.build(args, teacher, student, settings, temperature)
+        if args.prune is not None:
+            results, student = workflows.prune_distill(student, teacher, splits,
+                                                       target_sparsity=args.prune, **common)
+        else:
+            student = _qat_model(student) if args.qat else student
+            results, distiller = workflows.distill(
+                student, teacher, splits, terms=terms, distillation_loss_fn=settings.get("loss"),
+                seed=args.seed, backup_dir=args.backup_dir, **common)
+            results["terms"] = cli_terms.describe(distiller.objective.terms)
     # The teacher's view at the distillation temperature (at T = 1 for a loss without one).
     results["dark_knowledge"] = dark_knowledge.compute(
         teacher, student, splits.test, splits.class_names, temperature or 1.0)
@@ -138,7 +147,17 @@ def distill(args):
     print(f"distilled student: {results['epochs_run']} epochs in {results['train_seconds']:.1f} s, "
           f"test accuracy {results['test_accuracy']:.4f}, saved to {args.output}")
     return _finish(args, results, precision_policy=policy, temperature=temperature,
-                   strategy_class=type(strategy).__name__)
+                   strategy_class=type(strategy).__name__, **settings)
+
+
+def _qat_model(student):
+    """`--qat`: the student rebuilt with fake quantization (`keras_kd.optimize.native`)."""
+    from keras_kd.optimize import native
+
+    try:
+        return native.quantize_model(student)
+    except ValueError as e:
+        raise CommandError(f"argument --qat: {e}") from None
 
 
 def evaluate(args):
@@ -161,7 +180,8 @@ def export(args):
     model = load_model(args.model, "--model")
     splits = load_data(args, _data_for(model, args))
     check_input_shape(model, splits, "--model")
-    metadata = export_lib.to_tflite(
+    to_tflite = _qat_export(model, args) if args.quantization == "qat" else export_lib.to_tflite
+    metadata = to_tflite(
         model, args.output, quantization=args.quantization, representative_data=splits.train,
         max_calibration_samples=args.calibration_samples, int8_io=args.int8_io,
         allow_tf_ops=args.allow_tf_ops, splits=splits,
@@ -170,6 +190,19 @@ def export(args):
     _print_report(report)
     return _finish(args, {"command": "export", "model": args.model, "data": splits.name,
                           "metadata": metadata, "verify": report})
+
+
+def _qat_export(model, args):
+    """`--quantization qat`: the export of a `distill --qat` model (full int8, its trained
+    ranges kept, `keras_kd.optimize.native.to_tflite`); refuses a model without them."""
+    from keras_kd.optimize import native
+
+    if not any(isinstance(layer, native.ActivationFakeQuant) for layer in model.layers):
+        raise CommandError(f"argument --quantization: qat exports a model trained with "
+                           f"`keras-kd distill --qat` (it has fake-quantization layers); "
+                           f"--model {args.model!r} has none: use --quantization int8 for "
+                           "post-training quantization")
+    return lambda model, path, quantization, **kwargs: native.to_tflite(model, path, **kwargs)
 
 
 def verify(args):

@@ -60,6 +60,7 @@ def argv_from_results(path, parser, *, output=None, output_dir=None, results=Non
             argv.append(str(value))
         elif value is True:
             argv.append(action.option_strings[0])
-        else:
-            argv += [action.option_strings[-1], str(value)]
+        else:  # a repeatable option (`--hint`) recorded its values as a list
+            for item in value if isinstance(value, list) else [value]:
+                argv += [action.option_strings[-1], str(item)]
     return argv

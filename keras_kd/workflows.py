@@ -7,6 +7,7 @@ Each returns a JSON-serialisable dict; callers save models and results with
 import hashlib
 import math
 import time
+import types
 
 import keras
 import numpy as np
@@ -144,17 +145,18 @@ def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callback
 
 
 def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
-            distillation_loss_fn=None, lr=1e-3, verbose="auto", callbacks=None, seed=0,
-            backup_dir=None):
+            distillation_loss_fn=None, terms=None, lr=1e-3, verbose="auto", callbacks=None,
+            seed=0, backup_dir=None):
     """Distils `teacher` into `student`; returns the facts and the trained `Distiller`.
 
+    `terms` (`keras_kd.terms`) replace the single KD term of `distillation_loss_fn`.
     Validation, test scoring and `backup_dir` as in `train_supervised`.
     """
-    distiller = Distiller(student=student, teacher=teacher)
+    distiller = Distiller(student=student, teacher=teacher, terms=terms)
     distiller.compile(
         optimizer=optimizer(lr, epochs, _steps(splits)),
         metrics=["accuracy"],
-        distillation_loss_fn=distillation_loss_fn,
+        distillation_loss_fn=None if terms else distillation_loss_fn,
         alpha=alpha,
         temperature=temperature,
     )
@@ -163,6 +165,25 @@ def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
     results = {"alpha": alpha, "temperature": distiller.temperature,
                **_facts(student, history, seconds, splits)}
     return results, distiller
+
+
+def prune_distill(student, teacher, splits, *, epochs, target_sparsity, alpha=0.1,
+                  temperature=4.0, lr=1e-3, verbose="auto"):
+    """Pruning-aware distillation (`keras_kd.optimize.prune_distill`, TFMOT, one device,
+    constant learning rate `lr`); returns the facts, with the pruning report under
+    `"pruning"`, and the pruned Keras 3 student."""
+    from keras_kd import optimize
+
+    start = time.time()
+    result = optimize.prune_distill(
+        student, teacher, splits.train, target_sparsity=target_sparsity, epochs=epochs,
+        alpha=alpha, temperature=temperature, learning_rate=lr,
+        validation_data=splits.validation, verbose=verbose)
+    seconds = round(time.time() - start, 2)
+    pruned = result.student
+    history = types.SimpleNamespace(epoch=list(range(epochs)), history=result.history)  # as Keras
+    facts = _facts(pruned, history, seconds, splits)
+    return {"alpha": alpha, "temperature": temperature, **facts, "pruning": result.report}, pruned
 
 
 EXPORT_COLUMNS = [

@@ -64,8 +64,7 @@ def test_cli_lists_match_the_library():
 
     assert cli.MODEL_NAMES == tuple(models.names())
     assert cli.STRATEGIES == tuple(distribute.STRATEGIES)
-    # "qat" exports an in-memory native QAT model (keras_kd.optimize.native), not a saved file
-    assert cli.QUANTIZATIONS == tuple(q for q in export.QUANTIZATIONS if q != "qat")
+    assert cli.QUANTIZATIONS == export.QUANTIZATIONS  # qat: a saved `distill --qat` model
     assert set(cli.PRECISIONS) == set(precision.POLICIES)
     for name in cli.LOSSES:
         losses.get(name)  # every CLI loss name resolves
@@ -90,6 +89,11 @@ BAD_VALUES = [
     (["distill", "--teacher", "t.keras", "--loss", "hinge"], "--loss"),
     (["distill", "--teacher", "t.keras", "--strategy", "gpu"], "--strategy"),
     (["distill", "--teacher", "t.keras", "--output", "t.keras", "--overwrite"], "--output"),
+    (["distill", "--teacher", "t.keras", "--hint", "conv1"], "--hint"),
+    (["distill", "--teacher", "t.keras", "--attention", "a:b:0"], "--attention"),
+    (["distill", "--teacher", "t.keras", "--prune", "1"], "--prune"),
+    (["distill", "--teacher", "t.keras", "--qat", "--prune", "0.5"], "--prune"),
+    (["distill", "--teacher", "t.keras", "--dkd-beta", "2"], "--dkd-beta"),
     (["train-teacher", "--epochs", "0"], "--epochs"),
     (["train-teacher", "--epochs", "2.5"], "--epochs"),
     (["train-teacher", "--batch-size", "-4"], "--batch-size"),

@@ -340,6 +340,22 @@ def test_native_export_keeps_trained_ranges_and_shows_what_stays_float(cifar_bat
     assert native.ops_report(tmp_path / "int8_io.tflite")["int8_only"]
 
 
+def test_native_qat_model_saves_and_reloads_as_it_was(tmp_path):
+    from keras_kd.optimize import native
+
+    qat = native.quantize_model(_perturbed(_tiny()))
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    qat(x, training=True)  # ranges tracked, so that the reloaded ones are not initial values
+    qat.save(tmp_path / "qat.keras")
+    reloaded = keras.saving.load_model(tmp_path / "qat.keras")
+    kinds = [type(layer).__name__ for layer in reloaded.layers]
+    assert kinds.count("FoldedQuantConv") == 4 and "ActivationFakeQuant" in kinds
+    assert [w.path for w in reloaded.weights] == [w.path for w in qat.weights]
+    for old, new in zip(qat.weights, reloaded.weights):
+        np.testing.assert_array_equal(np.asarray(old), np.asarray(new))
+    np.testing.assert_array_equal(reloaded(x), qat(x))
+
+
 def test_native_quantize_model_rejects_unsupported_layers():
     from keras_kd.optimize import native
 

@@ -83,16 +83,37 @@ def _per_channel(kernel, depthwise):
     return ops.reshape(quantized, shape) if depthwise else quantized
 
 
+@keras.saving.register_keras_serializable(package="keras_kd")
 class FoldedQuantConv(keras.layers.Layer):
     """A Conv2D / DepthwiseConv2D / Dense (and the BatchNormalization after it, if any),
     folded and with its kernel fake-quantized per output channel. Holds the original
-    layers: their variables are the ones trained. A training-time layer (not serialized)."""
+    layers: their variables are the ones trained. Saved and loaded with the model (a QAT
+    model written to `.keras` reloads and exports as it was)."""
 
-    def __init__(self, layer, batch_norm=None, **kwargs):
-        super().__init__(name=f"{layer.name}_quant", **kwargs)
+    def __init__(self, layer, batch_norm=None, name=None, **kwargs):
+        super().__init__(name=name or f"{layer.name}_quant", **kwargs)
         self.layer = layer
         self.batch_norm = batch_norm
         self.kind = type(layer).__name__
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        if self.batch_norm is not None and not self.batch_norm.built:
+            self.batch_norm.build(self.layer.compute_output_shape(input_shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(layer=keras.saving.serialize_keras_object(self.layer),
+                      batch_norm=keras.saving.serialize_keras_object(self.batch_norm))
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("layer", "batch_norm"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
 
     def _folded(self):
         kernel = self.layer.kernel
