@@ -80,7 +80,7 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     args = ["--data", str(folder), "--teacher", str(tmp_path / "teacher.keras"),
             "--students", "mobile-small", "--seeds", "0", "--epochs", "1", "--alpha", "0.3",
             "--views-dir", str(tmp_path / "views"), "--out", str(tmp_path / "rows.json"),
-            "--verbose", "0"]
+            "--verbose", "0", "--save-dir", str(tmp_path / "students")]
     proc = run_example(*args, script="cifar10.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
@@ -91,3 +91,18 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     again = run_example(*args, script="cifar10.py")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "rows.json").read_text())["rows"] == rows  # resumed: no rerun
+    assert sorted(p.name for p in (tmp_path / "students").iterdir()) == [
+        f"mobile-small_{m}_s0.keras" for m in ("keras_distillation", "keras_kd", "scratch")]
+
+    summary = run_example(str(tmp_path / "rows.json"), "--tflite-dir", str(tmp_path / "none"),
+                          script="cifar10_summary.py")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    table = (tmp_path / "rows.md").read_text().splitlines()[2:]
+    by_method = {line.split(" | ")[2]: line for line in table}
+    assert sorted(by_method) == ["keras_distillation", "keras_kd", "scratch"]
+    score = {r["method"]: r["test_accuracy"] for r in rows}
+    for method, line in by_method.items():
+        assert f"| {100 * score[method]:.2f} % |" in line
+        if method != "scratch":  # the gain column is the difference to the scratch twin
+            assert line.endswith(f"| {100 * (score[method] - score['scratch']):+.2f} |")
+    assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
