@@ -154,6 +154,23 @@ def get(augment):
     return Augmentation(augment)
 
 
+def _output_width(model):
+    """The number of logits of a built Functional model (or an ensemble of them), else None."""
+    members = getattr(model, "teachers", [model])
+    outputs = [getattr(m, "outputs", None) for m in members]
+    widths = {o[0].shape[-1] for o in outputs if o}
+    return widths.pop() if len(widths) == 1 else None
+
+
+def for_models(augment, student, teacher):
+    """`get(augment)`, its `num_classes` (unless set) taken from the student's logits, else
+    the teacher's (a `TeacherEnsemble`'s members must agree); left None when unknown."""
+    augment = get(augment)
+    if augment is not None and augment.num_classes is None:
+        augment.num_classes = _output_width(student) or _output_width(teacher)
+    return augment
+
+
 def step_seed(base_seed, step):
     """The seed of batch `step` of a run seeded with `base_seed`: `(base_seed, step)`,
     folded with the replica id under a tf.distribute strategy (replicas see other examples)."""

@@ -62,6 +62,23 @@ def non_negative_int(argument, value):
     return int(value)
 
 
+def no_other_compile_arguments(kwargs):
+    """Refuses keyword arguments `Distiller.compile` does not document, `loss` first (the
+    Distiller composes its own loss; the hard-label loss is `student_loss_fn`)."""
+    if "loss" in kwargs:
+        raise ValueError(
+            "Invalid argument `loss`: the Distiller composes its own loss. Expected the "
+            "hard-label loss as `student_loss_fn`. Received: "
+            f"loss={kwargs['loss']!r}"
+        )
+    if kwargs:
+        received = ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+        raise ValueError(
+            "Invalid keyword argument for `Distiller.compile`. Expected only its documented "
+            f"arguments. Received: {received}"
+        )
+
+
 # ----------------------------------------------------------------- models and first batches
 def classifier_model(argument, model):
     """Refuses what the Distiller cannot train: non-models, multi-output models and models
@@ -89,6 +106,27 @@ def classifier_model(argument, model):
             f"keras.applications models). Received: {argument} '{model.name}', whose last "
             f"layer '{last.name}' applies a softmax"
         )
+
+
+def student_and_teacher(student, teacher, same_input_shape=True):
+    """Refuses a student and a teacher the Distiller cannot pair: models `classifier_model`
+    refuses, an unbuilt teacher, one model as both, and (when `same_input_shape`, i.e. no
+    `teacher_preprocessing`) input shapes that differ."""
+    classifier_model("student", student)
+    classifier_model("teacher", teacher)
+    if not teacher.built:
+        raise ValueError(
+            "Invalid value for argument `teacher`. Expected a trained, built keras.Model. "
+            f"Received: teacher '{teacher.name}', not built (it has no weights yet)"
+        )
+    if student is teacher:
+        raise ValueError(
+            "Invalid value for argument `teacher`. Expected a model other than the student "
+            f"(the teacher stays frozen while the student trains). Received: teacher="
+            f"student='{student.name}'"
+        )
+    if same_input_shape:
+        same_inputs(student, teacher)
 
 
 def _shape(model):
@@ -158,6 +196,16 @@ def label_shape(y_shape, logits_shape):
             "Invalid value for argument `y`. Expected sparse labels (batch,) or one-hot "
             f"labels like the student's outputs {tuple(logits_shape)}: labels match neither. "
             f"Received: y of shape {tuple(y_shape)}"
+        )
+
+
+def labels_given(y, alpha):
+    """Refuses unlabelled data (`y=None`) when the hard-label loss has a weight `alpha > 0`."""
+    if y is None and alpha > 0:
+        raise ValueError(
+            "Invalid value for argument `alpha`: the data has no labels (y=None), so the "
+            "hard-label loss cannot be computed. Expected alpha=0 to distil on the teacher "
+            f"alone, or labelled data. Received: alpha={alpha}"
         )
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from keras_kd import checks
 from keras_kd import export
-from keras_kd.distiller import DEFAULT_ALPHA
-from keras_kd.distiller import DEFAULT_TEMPERATURE
-from keras_kd.distiller import _check_alpha
 from keras_kd.losses.logits import check_temperature
+from keras_kd.objective import DEFAULT_ALPHA
+from keras_kd.objective import DEFAULT_TEMPERATURE
+from keras_kd.objective import check_alpha
 from keras_kd.optimize import bridge
 from keras_kd.optimize import legacy
 from keras_kd.optimize import legacy_distiller
@@ -54,7 +54,7 @@ def _check(student, epochs, alpha, temperature):
         raise ValueError(f"Invalid value for argument `student`. Expected a keras.Model. "
                          f"Received: student={student!r}")
     checks.positive_int("epochs", epochs)
-    return _check_alpha(alpha), check_temperature(temperature, allow_none=False)
+    return check_alpha(alpha), check_temperature(temperature, allow_none=False)
 
 
 def _distil(tf_keras, wrapped, teacher, data, epochs, alpha, temperature, optimizer,
