@@ -26,10 +26,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import keras_kd  # noqa: E402
-from keras_kd import atomic, data, models, views  # noqa: E402
+from keras_kd import atomic, data, models, views, workflows  # noqa: E402
 
 METHODS = ("scratch", "keras_kd", "keras_distillation")
 AUGMENTATIONS = {
@@ -49,15 +48,6 @@ def _hard_loss(mixes):
     # MixUp/CutMix turn labels into mixed one-hot rows
     return (keras.losses.CategoricalCrossentropy(from_logits=True) if mixes
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-
-
-def _accuracy(model, dataset):
-    correct = total = 0
-    for x, y in dataset:
-        pred = np.argmax(model.predict_on_batch(x), axis=-1)
-        correct += int(np.sum(pred == np.reshape(y.numpy(), -1)))
-        total += len(pred)
-    return correct / total
 
 
 def run(method, student, teacher, replay, args):
@@ -127,7 +117,7 @@ def main():
     if config["kd_epochs"] is None:  # rows made before the option stay valid
         del config["kd_epochs"]
     done = {(r["student"], r["seed"], r["method"]) for r in rows if r["config"] == config}
-    teacher_accuracy = _accuracy(teacher, evaluation)
+    teacher_accuracy = workflows.accuracy_on(teacher, evaluation)
     print(f"teacher {args.eval} accuracy {teacher_accuracy:.4f}")
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.time()
@@ -147,7 +137,8 @@ def main():
                 student.set_weights(initial.get_weights())
                 seconds = run(method, student, teacher, replay, args)
                 row = {"student": name, "params": student.count_params(), "seed": seed,
-                       "method": method, f"{args.eval}_accuracy": _accuracy(student, evaluation),
+                       "method": method,
+                       f"{args.eval}_accuracy": workflows.accuracy_on(student, evaluation),
                        "seconds_per_epoch": round(seconds, 1),
                        "views_seconds": round(views_seconds, 1),
                        "teacher_accuracy": teacher_accuracy, "config": config}

@@ -47,8 +47,13 @@ def accuracy(model, splits):
 
     Labels may be integers of shape (N,) or (N, 1) (the keras.datasets layout) or one-hot.
     """
+    return accuracy_on(model, splits.test)
+
+
+def accuracy_on(model, batches):
+    """Top-1 accuracy of a logits model on `(x, y)` batches (e.g. `splits.validation`)."""
     correct = total = 0
-    for x, y in splits.test:
+    for x, y in batches:
         pred = data_lib.predicted_classes(model(x, training=False))
         correct += int(np.sum(pred == data_lib.class_indices(y)))
         total += len(pred)
