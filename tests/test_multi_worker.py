@@ -126,6 +126,7 @@ def test_a_dead_worker_fails_the_run_in_bounded_time(tmp_path, initial, timeout)
     assert "Error" in log or "error" in log
 
 
+@pytest.mark.slow  # 52 s; documents TensorFlow's behaviour, not keras_kd's
 def test_a_collective_timeout_holds_a_thread_per_collective(tmp_path, initial):
     """Why examples/multi_worker.py sets no collective timeout by default.
 
