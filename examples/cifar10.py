@@ -50,6 +50,14 @@ def _hard_loss(mixes):
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
+def _relevant(config, method):
+    """The settings a method's result depends on: a scratch row serves every KD setting, a
+    keras.distillation row every `--kd-epochs` (keras_kd's alone)."""
+    ignored = {"scratch": ("alpha", "temperature", "kd_epochs", "loss"),
+               "keras_distillation": ("kd_epochs", "loss")}.get(method, ())
+    return {k: v for k, v in config.items() if k not in ignored}
+
+
 def run(method, student, teacher, replay, args):
     """Trains `student` by `method` on the replayed views; returns seconds per epoch."""
     steps = replay.steps_per_epoch
@@ -62,7 +70,8 @@ def run(method, student, teacher, replay, args):
     elif method == "keras_kd":
         distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
         distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
-                          temperature=args.temperature)
+                          distillation_loss_fn=args.loss,
+                          temperature=None if args.loss == "logits_mse" else args.temperature)
         callbacks = [replay.callback()]
         if args.kd_epochs is not None and args.kd_epochs < args.epochs:
             # distil first, then fit the labels alone (Cho & Hariharan 2019, "early-stopped" KD)
@@ -92,6 +101,9 @@ def main():
     p.add_argument("--weight-decay", type=float, default=4e-3)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--loss", default="kl_divergence", choices=("kl_divergence", "logits_mse"),
+                   help="keras_kd only: the distillation loss (logits_mse: Ba & Caruana 2014, "
+                        "no temperature)")
     p.add_argument("--kd-epochs", type=int, default=None,
                    help="keras_kd only: distil for the first N epochs, then alpha = 1 (labels "
                         "alone); default: every epoch")
@@ -114,9 +126,11 @@ def main():
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     skip = ("verbose", "out", "save_dir", "seeds", "students", "methods")
     config = {k: v for k, v in vars(args).items() if k not in skip}
-    if config["kd_epochs"] is None:  # rows made before the option stay valid
-        del config["kd_epochs"]
-    done = {(r["student"], r["seed"], r["method"]) for r in rows if r["config"] == config}
+    for option, default in (("kd_epochs", None), ("loss", "kl_divergence")):
+        if config[option] == default:  # rows made before the option stay valid
+            del config[option]
+    done = {(r["student"], r["seed"], r["method"]) for r in rows
+            if _relevant(r["config"], r["method"]) == _relevant(config, r["method"])}
     teacher_accuracy = workflows.accuracy_on(teacher, evaluation)
     print(f"teacher {args.eval} accuracy {teacher_accuracy:.4f}")
     for seed in [int(s) for s in args.seeds.split(",")]:
