@@ -53,8 +53,9 @@ def _hard_loss(mixes):
 def _relevant(config, method):
     """The settings a method's result depends on: a scratch row serves every KD setting, a
     keras.distillation row every `--kd-epochs` (keras_kd's alone)."""
-    ignored = {"scratch": ("alpha", "temperature", "kd_epochs", "loss"),
-               "keras_distillation": ("kd_epochs", "loss")}.get(method, ())
+    only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup")
+    ignored = {"scratch": ("alpha", "temperature") + only_ours,
+               "keras_distillation": only_ours}.get(method, ())
     return {k: v for k, v in config.items() if k not in ignored}
 
 
@@ -68,10 +69,18 @@ def run(method, student, teacher, replay, args):
         student.compile(optimizer=_optimizer(args, steps), loss=_hard_loss(mixes))
         student.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
     elif method == "keras_kd":
-        distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
-        distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
-                          distillation_loss_fn=args.loss,
-                          temperature=None if args.loss == "logits_mse" else args.temperature)
+        if args.loss == "dkd":
+            # Zhao et al. 2022: CE + warm-up * DKD(alpha, beta, T); alpha = 1 (CE weight 1)
+            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment, terms=[
+                keras_kd.terms.dkd(alpha=args.dkd_alpha, beta=args.dkd_beta,
+                                   temperature=args.temperature,
+                                   warmup_epochs=args.dkd_warmup)])
+            distiller.compile(optimizer=_optimizer(args, steps), alpha=1.0)
+        else:
+            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
+            distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
+                              distillation_loss_fn=args.loss,
+                              temperature=None if args.loss == "logits_mse" else args.temperature)
         callbacks = [replay.callback()]
         if args.kd_epochs is not None and args.kd_epochs < args.epochs:
             # distil first, then fit the labels alone (Cho & Hariharan 2019, "early-stopped" KD)
@@ -101,9 +110,16 @@ def main():
     p.add_argument("--weight-decay", type=float, default=4e-3)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=4.0)
-    p.add_argument("--loss", default="kl_divergence", choices=("kl_divergence", "logits_mse"),
+    p.add_argument("--loss", default="kl_divergence",
+                   choices=("kl_divergence", "logits_mse", "dkd"),
                    help="keras_kd only: the distillation loss (logits_mse: Ba & Caruana 2014, "
-                        "no temperature)")
+                        "no temperature; dkd: Decoupled KD, Zhao et al. 2022, with the labels' "
+                        "weight 1 and --dkd-alpha/--dkd-beta/--dkd-warmup, --alpha unused)")
+    p.add_argument("--dkd-alpha", type=float, default=1.0, help="--loss dkd: TCKD weight")
+    p.add_argument("--dkd-beta", type=float, default=8.0, help="--loss dkd: NCKD weight")
+    p.add_argument("--dkd-warmup", type=int, default=3,
+                   help="--loss dkd: epochs over which the DKD weight rises linearly (the "
+                        "paper: 20 of 240)")
     p.add_argument("--kd-epochs", type=int, default=None,
                    help="keras_kd only: distil for the first N epochs, then alpha = 1 (labels "
                         "alone); default: every epoch")
@@ -126,6 +142,9 @@ def main():
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     skip = ("verbose", "out", "save_dir", "seeds", "students", "methods")
     config = {k: v for k, v in vars(args).items() if k not in skip}
+    if args.loss != "dkd":
+        for option in ("dkd_alpha", "dkd_beta", "dkd_warmup"):
+            del config[option]
     for option, default in (("kd_epochs", None), ("loss", "kl_divergence")):
         if config[option] == default:  # rows made before the option stay valid
             del config[option]

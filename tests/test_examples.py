@@ -94,6 +94,16 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     assert sorted(p.name for p in (tmp_path / "students").iterdir()) == [
         f"mobile-small_{m}_s0.keras" for m in ("keras_distillation", "keras_kd", "scratch")]
 
+    # DKD is another keras_kd row; the scratch and keras.distillation rows still serve it
+    dkd = run_example(*args, "--loss", "dkd", "--dkd-beta", "2", script="cifar10.py")
+    assert dkd.returncode == 0, dkd.stderr[-3000:]
+    rows_dkd = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert rows_dkd[:3] == rows and [r["method"] for r in rows_dkd[3:]] == ["keras_kd"]
+    config = rows_dkd[3]["config"]
+    assert (config["loss"], config["dkd_alpha"], config["dkd_beta"]) == ("dkd", 1.0, 2.0)
+    assert "dkd_beta" not in rows[1]["config"]
+
+    (tmp_path / "rows.json").write_text(json.dumps({"rows": rows}))
     summary = run_example(str(tmp_path / "rows.json"), "--tflite-dir", str(tmp_path / "none"),
                           script="cifar10_summary.py")
     assert summary.returncode == 0, summary.stderr[-3000:]
