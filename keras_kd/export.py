@@ -85,6 +85,34 @@ def _check_model(model):
     return input_shape
 
 
+def saved_model_converter(model, directory):
+    """The `tf.lite.TFLiteConverter` of `model`, read from a SavedModel written to `directory`
+    (one signature, `serving_default(input) -> {"logits"}`), before any quantization setting.
+
+    `convert` configures it; tools that take a converter, such as
+    `tf.lite.experimental.QuantizationDebugger`, can take it too. `directory` must outlive the
+    converter's `convert()`.
+    """
+    import keras
+
+    input_shape = _check_model(model)
+    spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
+    if isinstance(model, keras.Model):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name=SIGNATURE,
+            fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
+            input_signature=[spec],
+        )
+        archive.write_out(directory, verbose=False)
+    else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
+        serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
+        tf.saved_model.save(model, directory,
+                            signatures={SIGNATURE: serve.get_concrete_function(spec)})
+    return tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SIGNATURE])
+
+
 def convert(model, quantization="float32", representative_data=None,
             max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
     """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments).
@@ -92,26 +120,9 @@ def convert(model, quantization="float32", representative_data=None,
     `model` is a Keras 3 model, or a tf_keras one (the quantization-aware and pruned models of
     `keras_kd.optimize`), saved through `tf.saved_model.save` with the same signature.
     """
-    import keras
-
     _check(quantization, representative_data, max_calibration_samples)
-    input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
-        spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
-        if isinstance(model, keras.Model):
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.add_endpoint(
-                name=SIGNATURE,
-                fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
-                input_signature=[spec],
-            )
-            archive.write_out(saved_model, verbose=False)
-        else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
-            serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
-            tf.saved_model.save(model, saved_model,
-                                signatures={SIGNATURE: serve.get_concrete_function(spec)})
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
+        converter = saved_model_converter(model, saved_model)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
