@@ -85,6 +85,34 @@ def _check_model(model):
     return input_shape
 
 
+def saved_model_converter(model, directory):
+    """The `tf.lite.TFLiteConverter` of `model`, read from a SavedModel written to `directory`
+    (one signature, `serving_default(input) -> {"logits"}`), before any quantization setting.
+
+    `convert` configures it; tools that take a converter, such as
+    `tf.lite.experimental.QuantizationDebugger`, can take it too. `directory` must outlive the
+    converter's `convert()`.
+    """
+    import keras
+
+    input_shape = _check_model(model)
+    spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
+    if isinstance(model, keras.Model):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name=SIGNATURE,
+            fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
+            input_signature=[spec],
+        )
+        archive.write_out(directory, verbose=False)
+    else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
+        serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
+        tf.saved_model.save(model, directory,
+                            signatures={SIGNATURE: serve.get_concrete_function(spec)})
+    return tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SIGNATURE])
+
+
 def convert(model, quantization="float32", representative_data=None,
             max_calibration_samples=500, int8_io=False, allow_tf_ops=False):
     """Converts a Keras model to TFLite flatbuffer bytes (see `to_tflite` for the arguments).
@@ -92,26 +120,9 @@ def convert(model, quantization="float32", representative_data=None,
     `model` is a Keras 3 model, or a tf_keras one (the quantization-aware and pruned models of
     `keras_kd.optimize`), saved through `tf.saved_model.save` with the same signature.
     """
-    import keras
-
     _check(quantization, representative_data, max_calibration_samples)
-    input_shape = _check_model(model)
     with tempfile.TemporaryDirectory() as saved_model:
-        spec = tf.TensorSpec((None, *input_shape), tf.float32, name=INPUT_NAME)
-        if isinstance(model, keras.Model):
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.add_endpoint(
-                name=SIGNATURE,
-                fn=lambda x: {OUTPUT_NAME: model(x, training=False)},
-                input_signature=[spec],
-            )
-            archive.write_out(saved_model, verbose=False)
-        else:  # a tf_keras model (keras_kd.optimize: quantization-aware or pruned)
-            serve = tf.function(lambda x: {OUTPUT_NAME: model(x, training=False)})
-            tf.saved_model.save(model, saved_model,
-                                signatures={SIGNATURE: serve.get_concrete_function(spec)})
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=[SIGNATURE])
+        converter = saved_model_converter(model, saved_model)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantization != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -253,11 +264,17 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
     Returns:
         A JSON-serialisable dict: Keras and TFLite accuracy, top-1 agreement, max |output
         difference| (dequantized), file size, batch-1 latency at one thread and all threads,
-        the file's operators and whether it needs the Flex delegate.
+        the file's operators and whether it needs the Flex delegate. Two fields say why
+        top-1 predictions differ: `disagreement_max_keras_margin`, the largest gap between the
+        Keras model's two best logits among the examples where the file's top-1 differs (None
+        when none differs; small: the flips are near-ties that quantization noise tips over),
+        and `tflite_top2_ties`, the examples whose two best file outputs are exactly equal (an
+        int8 output's quantization step merged them; the argmax then takes the lower class).
     """
     interpreter, runner = litert_runner.open_model(_interpreter_class(), tflite_path)
-    keras_correct = tflite_correct = agree = n = 0
+    keras_correct = tflite_correct = agree = ties = n = 0
     max_diff = 0.0
+    flip_margin = None
     first = None
     for x, y in data_lib.numpy_batches(dataset, max_samples):
         if first is None:
@@ -268,6 +285,12 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         )
         k, t = data_lib.predicted_classes(keras_logits), data_lib.predicted_classes(lite_logits)
         agree += int((k == t).sum())
+        keras_top2 = np.sort(keras_logits, axis=-1)[:, -2:]
+        lite_top2 = np.sort(lite_logits, axis=-1)[:, -2:]
+        ties += int((lite_top2[:, 0] == lite_top2[:, 1]).sum())
+        if np.any(k != t):
+            margin = float((keras_top2[:, 1] - keras_top2[:, 0])[k != t].max())
+            flip_margin = margin if flip_margin is None else max(flip_margin, margin)
         if y is not None:
             y = data_lib.class_indices(y)
             keras_correct += int((k == y).sum())
@@ -284,6 +307,8 @@ def verify(model, tflite_path, dataset, batch_size=256, max_samples=None, latenc
         "tflite_accuracy": tflite_correct / n if n else None,
         "top1_agreement": agree / n if n else None,
         "max_abs_diff": max_diff,
+        "disagreement_max_keras_margin": flip_margin,
+        "tflite_top2_ties": ties,
         "latency_ms_batch1": _latency_ms(tflite_path, first, 1, latency_repeats),
         f"latency_ms_batch1_{threads}threads": _latency_ms(tflite_path, first, threads,
                                                            latency_repeats),

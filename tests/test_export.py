@@ -71,6 +71,34 @@ def test_half_and_dynamic_agree(trained, mode):
     assert trained[2][mode]["top1_agreement"] >= 0.995
 
 
+@pytest.mark.parametrize("mode", ["float32", "int8"])
+def test_disagreement_diagnostics(trained, mode):
+    """`tflite_top2_ties` and `disagreement_max_keras_margin`, recomputed from the logits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_kd.litert_runner import Runner
+
+    model, files, reports, (x_test, _) = trained
+    runner = Runner(Interpreter(model_path=files[mode]))
+    keras_logits = np.concatenate([np.asarray(model(x_test[i : i + 500], training=False))
+                                   for i in range(0, len(x_test), 500)])
+    lite_logits = np.concatenate([runner(x_test[i : i + 500]) for i in range(0, len(x_test), 500)])
+    keras_top2, lite_top2 = np.sort(keras_logits)[:, -2:], np.sort(lite_logits)[:, -2:]
+    flips = keras_logits.argmax(-1) != lite_logits.argmax(-1)
+    r = reports[mode]
+    assert r["tflite_top2_ties"] == int((lite_top2[:, 0] == lite_top2[:, 1]).sum())
+    if mode == "float32":
+        assert r["tflite_top2_ties"] == 0
+        margin = r["disagreement_max_keras_margin"]  # None, or a float32 rounding tie
+        assert margin is None or margin <= 2 * r["max_abs_diff"]
+    else:
+        assert flips.any() and r["tflite_top2_ties"] > 0
+        expected = (keras_top2[:, 1] - keras_top2[:, 0])[flips].max()
+        assert r["disagreement_max_keras_margin"] == pytest.approx(expected, abs=1e-4)
+        # int8 flips only near-ties (measured: 15 flips, largest margin 0.16, max |logit| 23)
+        assert r["disagreement_max_keras_margin"] < 0.05 * np.abs(keras_logits).max()
+
+
 def test_int8_accuracy_and_size(trained):
     _, _, reports, _ = trained
     r = reports["int8"]
