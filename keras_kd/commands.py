@@ -129,17 +129,21 @@ def distill(args):
         student = _build_or_load(args.student, splits, "--student")
         terms = cli_terms.build(args, teacher, student, settings, temperature)
         if args.prune is not None:
-            results, student = workflows.prune_distill(student, teacher, splits,
-                                                       target_sparsity=args.prune, **common)
+            results, student, predictions = workflows.prune_distill(
+                student, teacher, splits, target_sparsity=args.prune,
+                return_test_predictions=True, **common)
         else:
             student = _qat_model(student) if args.qat else student
-            results, distiller = workflows.distill(
+            results, distiller, predictions = workflows.distill(
                 student, teacher, splits, terms=terms, distillation_loss_fn=settings.get("loss"),
-                seed=args.seed, backup_dir=args.backup_dir, **common)
+                seed=args.seed, backup_dir=args.backup_dir, return_test_predictions=True,
+                **common)
             results["terms"] = cli_terms.describe(distiller.objective.terms)
-    # The teacher's view at the distillation temperature (at T = 1 for a loss without one).
-    results["dark_knowledge"] = dark_knowledge.compute(
-        teacher, student, splits.test, splits.class_names, temperature or 1.0)
+    # The teacher's view at the distillation temperature (at T = 1 for a loss without one),
+    # from the student's test predictions the workflow scored it with.
+    results["dark_knowledge"] = dark_knowledge.from_predictions(
+        workflows.predict_labelled(teacher, splits.test), predictions, splits.class_names,
+        temperature or 1.0)
     atomic.save_model(student, args.output, overwrite=args.overwrite)
     results.update(command="distill", data=splits.name, teacher=args.teacher, output=args.output,
                    replicas=strategy.num_replicas_in_sync, global_batch_size=args.batch_size,
