@@ -184,21 +184,23 @@ def export(args):
     model = load_model(args.model, "--model")
     splits = load_data(args, _data_for(model, args))
     check_input_shape(model, splits, "--model")
-    to_tflite = _qat_export(model, args) if args.quantization == "qat" else export_lib.to_tflite
-    metadata = to_tflite(
-        model, args.output, quantization=args.quantization, representative_data=splits.train,
+    metadata, report = export_lib.to_tflite_and_verify(
+        model, args.output, splits, quantization=_quantization(model, args),
         max_calibration_samples=args.calibration_samples, int8_io=args.int8_io,
-        allow_tf_ops=args.allow_tf_ops, splits=splits,
+        allow_tf_ops=args.allow_tf_ops,
     )
-    report = export_lib.verify(model, args.output, splits.test)
     _print_report(report)
     return _finish(args, {"command": "export", "model": args.model, "data": splits.name,
                           "metadata": metadata, "verify": report})
 
 
-def _qat_export(model, args):
-    """`--quantization qat`: the export of a `distill --qat` model (full int8, its trained
-    ranges kept, `keras_kd.optimize.native.to_tflite`); refuses a model without them."""
+def _quantization(model, args):
+    """The `to_tflite` quantization of `--quantization`. `qat`, the export of a `distill --qat`
+    model, is full int8 with representative data: the converter keeps the trained ranges and
+    calibrates only the preprocessing's (`keras_kd.optimize.native.to_tflite`); a model
+    without fake-quantization layers is refused."""
+    if args.quantization != "qat":
+        return args.quantization
     from keras_kd.optimize import native
 
     if not any(isinstance(layer, native.ActivationFakeQuant) for layer in model.layers):
@@ -206,7 +208,7 @@ def _qat_export(model, args):
                            f"`keras-kd distill --qat` (it has fake-quantization layers); "
                            f"--model {args.model!r} has none: use --quantization int8 for "
                            "post-training quantization")
-    return lambda model, path, quantization, **kwargs: native.to_tflite(model, path, **kwargs)
+    return "int8"
 
 
 def verify(args):

@@ -132,9 +132,7 @@ def _export(model, splits, output_dir, modes=("float32", "int8"), stem="student"
     results = {}
     for mode in modes:
         path = os.path.join(output_dir, f"{stem}_{mode}.tflite")
-        export.to_tflite(model, path, quantization=mode, representative_data=splits.train,
-                         splits=splits)
-        results[mode] = export.verify(model, path, splits.test)
+        _, results[mode] = export.to_tflite_and_verify(model, path, splits, quantization=mode)
         print(f"  {path}: {results[mode]['size_bytes']:,} bytes, "
               f"agreement {results[mode]['top1_agreement']:.4f}")
     return results

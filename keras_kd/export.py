@@ -187,6 +187,32 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     return metadata
 
 
+def to_tflite_and_verify(model, path, splits, quantization="float32", latency_repeats=200,
+                         **kwargs):
+    """`to_tflite` with what `splits` provides, then `verify` of the file on its test split.
+
+    Args:
+        model: as in `to_tflite`.
+        path: destination `.tflite` path.
+        splits: `keras_kd.data.DataSplits`: the training split calibrates `"int8"`, its class
+            names and scale go into the sidecars, its test split verifies the file.
+        quantization: as in `to_tflite`.
+        latency_repeats: as in `verify`.
+        **kwargs: further arguments of `to_tflite` (`max_calibration_samples`, `int8_io`,
+            `allow_tf_ops`, ...).
+
+    Returns:
+        `(metadata, report)`: the sidecar's metadata dict and the `verify` report.
+
+    Example:
+    >>> metadata, report = keras_kd.export.to_tflite_and_verify(
+    ...     student, "student_int8.tflite", splits, quantization="int8")
+    """
+    metadata = to_tflite(model, path, quantization=quantization,
+                         representative_data=splits.train, splits=splits, **kwargs)
+    return metadata, verify(model, path, splits.test, latency_repeats=latency_repeats)
+
+
 def _preprocessing_layer(model):
     """The model's first layer if it is a Keras preprocessing layer (Normalization, Rescaling),
     as in the image models of `keras_kd.models` and keras.applications models built with

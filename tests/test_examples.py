@@ -12,9 +12,11 @@ from conftest import REPO
 
 
 def run_example(*args, script="mnist_hinton.py"):
+    """The example in a subprocess, importing this checkout's keras_kd."""
     return subprocess.run(
         [sys.executable, str(REPO / "examples" / script), *args],
         capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
 
@@ -106,3 +108,32 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
         if method != "scratch":  # the gain column is the difference to the scratch twin
             assert line.endswith(f"| {100 * (score[method] - score['scratch']):+.2f} |")
     assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cifar10_edge_exports_verifies_and_runs_the_edge_runner(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("PIL")
+    from keras_kd import models
+
+    folder = _cifar10_slice(tmp_path / "cifar10", per_class=8)  # 20 test images
+    models.build("cnn-small", (32, 32, 3), 10).save(tmp_path / "s.keras")
+    out = tmp_path / "tflite"
+    proc = run_example(str(tmp_path / "s.keras"), "--data", str(folder), "--output-dir", str(out),
+                       "--edge-files", "10", script="cifar10_edge.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "s.json").read_text())
+    assert set(report) == {"model", "data", "float32", "int8", "edge"}
+    for mode in ("float32", "int8"):
+        row = report[mode]
+        assert row["file"] == str(out / f"s_{mode}.tflite") and row["examples"] == 20
+        assert row["size_bytes"] == os.path.getsize(row["file"])
+        metadata = json.loads((out / f"s_{mode}.metadata.json").read_text())
+        assert metadata["quantization"] == mode and metadata["input_scale"] == 1.0
+        assert metadata["class_names"] == sorted(os.listdir(folder / "test"))
+        assert (f"{mode}: {row['size_bytes']:,} bytes, Keras {row['keras_accuracy']:.4f}, "
+                f"TFLite {row['tflite_accuracy']:.4f}, agreement {row['top1_agreement']:.4f} "
+                "on 20 test images") in proc.stdout.splitlines()
+    assert report["float32"]["top1_agreement"] == 1.0
+    assert report["int8"]["keras_accuracy"] == report["float32"]["keras_accuracy"]
+    assert report["int8"]["size_bytes"] < 0.5 * report["float32"]["size_bytes"]
+    assert report["edge"]["files"] == 10 and report["edge"]["edge_equals_tflite"] == 10

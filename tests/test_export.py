@@ -122,6 +122,28 @@ def test_int8_io_tensors(trained, tmp_path):
     assert abs(report["tflite_accuracy"] - report["keras_accuracy"]) <= 0.01
 
 
+def test_to_tflite_and_verify_is_to_tflite_then_verify_with_the_splits(trained, tmp_path):
+    from keras_kd import data, workflows
+
+    model, _, _, (x_test, y_test) = trained
+    splits = data.from_arrays((x_test[:600], y_test[:600]), (x_test[600:900], y_test[600:900]),
+                              batch_size=100, class_names=list("abcdefghij"), scale=1.0)
+    path = tmp_path / "float32.tflite"
+    metadata, report = export.to_tflite_and_verify(model, path, splits, latency_repeats=3)
+    by_hand = tmp_path / "by_hand.tflite"
+    expected = export.to_tflite(model, by_hand, representative_data=splits.train, splits=splits)
+    assert path.read_bytes() == by_hand.read_bytes()
+    assert metadata == expected and metadata["class_names"] == list("abcdefghij")
+    assert json.load(open(export.sidecar_paths(str(path))[1])) == metadata
+    assert report["examples"] == 300 and report["top1_agreement"] == 1.0
+    assert report["keras_accuracy"] == workflows.accuracy(model, splits)
+    int8, int8_report = export.to_tflite_and_verify(model, tmp_path / "int8.tflite", splits,
+                                                    quantization="int8", int8_io=True,
+                                                    max_calibration_samples=200)
+    assert int8["quantization"] == "int8" and int8["input"]["dtype"] == "int8"  # kwargs passed
+    assert int8_report["examples"] == 300 and int8_report["top1_agreement"] >= 0.95
+
+
 def test_bad_arguments_name_the_argument(trained, tmp_path):
     model = trained[0]
     with pytest.raises(ValueError, match=r"argument `quantization`.*Received: quantization='int4'"):
