@@ -199,11 +199,11 @@ def _quantization(model, args):
     model, is full int8 with representative data: the converter keeps the trained ranges and
     calibrates only the preprocessing's (`keras_kd.optimize.native.to_tflite`); a model
     without fake-quantization layers is refused."""
+    from keras_kd import export as export_lib
+
     if args.quantization != "qat":
         return args.quantization
-    from keras_kd.optimize import native
-
-    if not any(isinstance(layer, native.ActivationFakeQuant) for layer in model.layers):
+    if not export_lib.quantization_aware(model):
         raise CommandError(f"argument --quantization: qat exports a model trained with "
                            f"`keras-kd distill --qat` (it has fake-quantization layers); "
                            f"--model {args.model!r} has none: use --quantization int8 for "

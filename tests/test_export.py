@@ -89,6 +89,8 @@ def test_only_builtin_ops_and_sidecars(trained):
         metadata = json.load(open(meta))
         assert metadata["input"]["shape"] == [-1, 28, 28, 1]  # resizable batch
         assert metadata["quantization"] == mode and metadata["needs_flex_delegate"] is False
+        # a float model: post-training quantization (or none), except the "qat" mode's claim
+        assert metadata["quantization_aware_training"] is (mode == "qat")
         assert metadata["input_scale"] == pytest.approx(1 / 255)
     assert "CONV_2D" in reports["int8"]["operators"]
     assert not [f for f in os.listdir(os.path.dirname(files["int8"])) if f.startswith(".tmp")]
