@@ -36,10 +36,8 @@ def main():
     report = {"model": args.model, "data": args.data}
     for quantization in ("float32", "int8"):
         path = os.path.join(args.output_dir, f"{name}_{quantization}.tflite")
-        export.to_tflite(model, path, quantization=quantization,
-                         representative_data=splits.train, splits=splits)
-        report[quantization] = export.verify(model, path, splits.test)
-        row = report[quantization]
+        _, row = export.to_tflite_and_verify(model, path, splits, quantization=quantization)
+        report[quantization] = row
         print(f"{quantization}: {row['size_bytes']:,} bytes, Keras {row['keras_accuracy']:.4f}, "
               f"TFLite {row['tflite_accuracy']:.4f}, agreement {row['top1_agreement']:.4f} "
               f"on {row['examples']} test images")

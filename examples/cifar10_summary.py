@@ -18,47 +18,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from seed_table import groups, markdown  # noqa: E402
+
 from keras_kd import atomic  # noqa: E402
 
 METHOD_ORDER = ("scratch", "keras_kd", "keras_distillation")
-
-
-def _score_key(rows):
-    keys = {k for r in rows for k in r if k.endswith("_accuracy") and k != "teacher_accuracy"}
-    if len(keys) != 1:
-        raise ValueError(f"Invalid rows: expected one kind of score, found {sorted(keys)}")
-    return keys.pop()
-
-
-def groups(rows):
-    """{(student, method): {seed: accuracy}} and the params of each student."""
-    key = _score_key(rows)
-    table, params = {}, {}
-    for r in rows:
-        table.setdefault((r["student"], r["method"]), {})[r["seed"]] = r[key]
-        params[r["student"]] = r["params"]
-    return table, params, key
-
-
-def markdown(rows):
-    table, params, key = groups(rows)
-    lines = [f"| student | params | method | seeds | mean {key.split('_')[0]} accuracy | std | "
-             "per seed | gain over scratch per seed |", "|---|---|---|---|---|---|---|---|"]
-    order = sorted(table, key=lambda k: (k[0], METHOD_ORDER.index(k[1])
-                                         if k[1] in METHOD_ORDER else 99))
-    for student, method in order:
-        scores = table[student, method]
-        seeds = sorted(scores)
-        values = [scores[s] for s in seeds]
-        std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else "-"
-        scratch = table.get((student, "scratch"), {})
-        gains = ("" if method == "scratch" else ", ".join(
-            f"{100 * (scores[s] - scratch[s]):+.2f}" for s in seeds if s in scratch))
-        lines.append(
-            f"| {student} | {params[student]:,} | {method} | {','.join(map(str, seeds))} | "
-            f"{100 * statistics.mean(values):.2f} % | {std} | "
-            f"{', '.join(f'{100 * v:.2f}' for v in values)} | {gains} |")
-    return "\n".join(lines) + "\n"
 
 
 def _latencies(folder):
@@ -119,7 +83,7 @@ def main():
     with open(args.results) as f:
         rows = json.load(f)["rows"]
     base = os.path.splitext(args.results)[0]
-    text = markdown(rows)
+    text = markdown(rows, method_order=METHOD_ORDER)
     atomic.write_text(base + ".md", text)
     plot(rows, base + ".png", args.tflite_dir)
     print(text)

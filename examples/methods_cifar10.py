@@ -4,7 +4,7 @@
         --data ../shared/data/cifar10 --method hints+kd --student cnn-small --seed 0 \
         --epochs 30 --output runs/cifar10/methods
 
-    python examples/methods_cifar10.py --summarize --output runs/cifar10/methods
+    python examples/methods_cifar10.py --summarize --output runs/cifar10/methods   # Markdown
 
 Methods (every one with the same teacher, data order, augmentation, optimizer and budget):
 
@@ -30,13 +30,13 @@ import argparse
 import glob
 import json
 import os
-import statistics
 import time
 import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import seed_table  # noqa: E402
 
 from keras_kd import Distiller, TeacherEnsemble, atomic, data, models, search, terms  # noqa: E402
 from keras_kd import ensemble as ensemble_lib  # noqa: E402
@@ -155,16 +155,13 @@ def run(args):
 
 
 def summarize(output):
-    rows = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(output, "*.json")))]
-    groups = {}
-    for row in rows:
-        groups.setdefault((row["method"], row["student"]), []).append(row)
-    print(f"{'method':<14}{'student':<14}{'mean':>8}{'spread':>8}  per seed")
-    for (method, student), group in sorted(groups.items()):
-        accs = [r["test_accuracy"] for r in sorted(group, key=lambda r: r["seed"])]
-        spread = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        seeds = " ".join(f"{r['seed']}:{r['test_accuracy']:.4f}" for r in group)
-        print(f"{method:<14}{student:<14}{statistics.mean(accs):>8.4f}{spread:>8.4f}  {seeds}")
+    """Prints the Markdown table (`seed_table`, as examples/cifar10_summary.py writes it) of
+    OUTPUT's rows: test accuracy per student and method, mean, std, per seed, gain over scratch."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(output, "*.json"))):
+        with open(path) as f:
+            rows.append(json.load(f))
+    print(seed_table.markdown(rows, score="test_accuracy", method_order=METHODS), end="")
 
 
 def main():
@@ -191,7 +188,9 @@ def main():
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--limit", type=int, default=None, help="examples per split (smoke tests)")
     p.add_argument("--output", default="runs/cifar10/methods")
-    p.add_argument("--summarize", action="store_true", help="print the table of OUTPUT's rows")
+    p.add_argument("--summarize", action="store_true",
+                   help="print the Markdown table of OUTPUT's rows (mean, std, per seed, gain "
+                        "over scratch)")
     args = p.parse_args()
     if args.summarize:
         summarize(args.output)

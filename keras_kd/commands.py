@@ -129,17 +129,21 @@ def distill(args):
         student = _build_or_load(args.student, splits, "--student")
         terms = cli_terms.build(args, teacher, student, settings, temperature)
         if args.prune is not None:
-            results, student = workflows.prune_distill(student, teacher, splits,
-                                                       target_sparsity=args.prune, **common)
+            results, student, predictions = workflows.prune_distill(
+                student, teacher, splits, target_sparsity=args.prune,
+                return_test_predictions=True, **common)
         else:
             student = _qat_model(student) if args.qat else student
-            results, distiller = workflows.distill(
+            results, distiller, predictions = workflows.distill(
                 student, teacher, splits, terms=terms, distillation_loss_fn=settings.get("loss"),
-                seed=args.seed, backup_dir=args.backup_dir, **common)
+                seed=args.seed, backup_dir=args.backup_dir, return_test_predictions=True,
+                **common)
             results["terms"] = cli_terms.describe(distiller.objective.terms)
-    # The teacher's view at the distillation temperature (at T = 1 for a loss without one).
-    results["dark_knowledge"] = dark_knowledge.compute(
-        teacher, student, splits.test, splits.class_names, temperature or 1.0)
+    # The teacher's view at the distillation temperature (at T = 1 for a loss without one),
+    # from the student's test predictions the workflow scored it with.
+    results["dark_knowledge"] = dark_knowledge.from_predictions(
+        workflows.predict_labelled(teacher, splits.test), predictions, splits.class_names,
+        temperature or 1.0)
     atomic.save_model(student, args.output, overwrite=args.overwrite)
     results.update(command="distill", data=splits.name, teacher=args.teacher, output=args.output,
                    replicas=strategy.num_replicas_in_sync, global_batch_size=args.batch_size,
@@ -180,29 +184,31 @@ def export(args):
     model = load_model(args.model, "--model")
     splits = load_data(args, _data_for(model, args))
     check_input_shape(model, splits, "--model")
-    to_tflite = _qat_export(model, args) if args.quantization == "qat" else export_lib.to_tflite
-    metadata = to_tflite(
-        model, args.output, quantization=args.quantization, representative_data=splits.train,
+    metadata, report = export_lib.to_tflite_and_verify(
+        model, args.output, splits, quantization=_quantization(model, args),
         max_calibration_samples=args.calibration_samples, int8_io=args.int8_io,
-        allow_tf_ops=args.allow_tf_ops, splits=splits,
+        allow_tf_ops=args.allow_tf_ops,
     )
-    report = export_lib.verify(model, args.output, splits.test)
     _print_report(report)
     return _finish(args, {"command": "export", "model": args.model, "data": splits.name,
                           "metadata": metadata, "verify": report})
 
 
-def _qat_export(model, args):
-    """`--quantization qat`: the export of a `distill --qat` model (full int8, its trained
-    ranges kept, `keras_kd.optimize.native.to_tflite`); refuses a model without them."""
-    from keras_kd.optimize import native
+def _quantization(model, args):
+    """The `to_tflite` quantization of `--quantization`. `qat`, the export of a `distill --qat`
+    model, is full int8 with representative data: the converter keeps the trained ranges and
+    calibrates only the preprocessing's (`keras_kd.optimize.native.to_tflite`); a model
+    without fake-quantization layers is refused."""
+    from keras_kd import export as export_lib
 
-    if not any(isinstance(layer, native.ActivationFakeQuant) for layer in model.layers):
+    if args.quantization != "qat":
+        return args.quantization
+    if not export_lib.quantization_aware(model):
         raise CommandError(f"argument --quantization: qat exports a model trained with "
                            f"`keras-kd distill --qat` (it has fake-quantization layers); "
                            f"--model {args.model!r} has none: use --quantization int8 for "
                            "post-training quantization")
-    return lambda model, path, quantization, **kwargs: native.to_tflite(model, path, **kwargs)
+    return "int8"
 
 
 def verify(args):

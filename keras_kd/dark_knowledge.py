@@ -94,6 +94,36 @@ def from_logits(teacher_logits, student_logits, labels, class_names=None, temper
             "similarity": similarity, "per_class": per_class}
 
 
+def from_predictions(teacher, student, class_names=None, temperature=1.0):
+    """Both summaries from the two models' outputs already computed on the same labelled data.
+
+    What `keras_kd.workflows` returns with `return_test_predictions=True`: a test set that
+    was predicted to score the models is not predicted again for this view.
+
+    Args:
+        teacher: the teacher's `(logits, labels)`, e.g. `keras_kd.workflows.Predictions`.
+        student: the student's `(logits, labels)`, same examples in the same order.
+        class_names: one name per class, in class-index order.
+        temperature: the softening temperature T > 0.
+
+    Returns:
+        The dict of `from_logits`.
+
+    Raises:
+        ValueError: when the two label sequences differ (not the same examples in the same
+            order), and as `from_logits`.
+    """
+    teacher_logits, teacher_labels = teacher
+    student_logits, student_labels = student
+    teacher_labels = data_lib.class_indices(teacher_labels)
+    student_labels = data_lib.class_indices(student_labels)
+    if not np.array_equal(teacher_labels, student_labels):
+        raise ValueError("Expected the teacher's and the student's predictions of the same "
+                         f"examples in the same order. Received {len(teacher_labels)} and "
+                         f"{len(student_labels)} labels that differ")
+    return from_logits(teacher_logits, student_logits, student_labels, class_names, temperature)
+
+
 def compute(teacher, student, data, class_names=None, temperature=1.0, limit=None):
     """Both summaries for `teacher` and `student` on labelled data (usually the test split).
 

@@ -48,8 +48,10 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
     print(f"[1/4] teacher 2x1200 with dropout, {teacher_epochs} epochs")
     keras.utils.set_random_seed(seed)
     teacher = models.build("mlp-teacher", splits.input_shape, splits.num_classes)
-    rows["teacher"] = _trained("teacher 2x1200", workflows.train_supervised(
-        teacher, splits, epochs=teacher_epochs, verbose=fit_verbose, seed=seed), verbose)
+    teacher_facts, teacher_predictions = workflows.train_supervised(
+        teacher, splits, epochs=teacher_epochs, verbose=fit_verbose, seed=seed,
+        return_test_predictions=True)
+    rows["teacher"] = _trained("teacher 2x1200", teacher_facts, verbose)
 
     print(f"[2/4] {pairs} pairs of 2x20 students, {student_epochs} epochs each: from scratch, "
           "and distilled from the same initial weights")
@@ -64,15 +66,16 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
             seed=pair_seed), verbose)
         student_i = models.build("mlp-tiny", splits.input_shape, splits.num_classes)
         student_i.set_weights(initial)
-        distilled_facts, _ = workflows.distill(
+        distilled_facts, _, distilled_predictions = workflows.distill(
             student_i, teacher, splits, epochs=student_epochs, alpha=STUDENT_ALPHA,
             temperature=STUDENT_TEMPERATURE, lr=STUDENT_LR, verbose=fit_verbose, seed=pair_seed,
+            return_test_predictions=True,
         )
         _trained(f"pair {i + 1}: student 2x20, distilled", distilled_facts, verbose)
         pair_results.append({"seed": pair_seed, "scratch": scratch_facts["test_accuracy"],
                              "distilled": distilled_facts["test_accuracy"]})
         if i == 0:  # the first pair is the one saved, exported and reported in full
-            scratch, student = scratch_i, student_i
+            scratch, student, student_predictions = scratch_i, student_i, distilled_predictions
             rows["student_scratch"], rows["student_distilled"] = scratch_facts, distilled_facts
 
     print("[3/4] saving the teacher and the first pair")
@@ -90,8 +93,9 @@ def run(output_dir="runs/demo", teacher_epochs=40, student_epochs=80, seed=0, ve
     results = {**(record or {}), "data": splits.name, "models": rows, "tflite": exported,
                "tflite_float32": float32, "pairs": pair_results, "mean_gain_points": 100 * sum(gains) / len(gains),
                "distilled_wins": sum(g > 0 for g in gains),
-               "dark_knowledge": dark_knowledge.compute(  # of the first pair's distilled student
-                   teacher, student, splits.test, splits.class_names, STUDENT_TEMPERATURE)}
+               "dark_knowledge": dark_knowledge.from_predictions(  # the first pair's student
+                   teacher_predictions, student_predictions, splits.class_names,
+                   STUDENT_TEMPERATURE)}
 
     from keras_kd import report
 
@@ -128,9 +132,7 @@ def _export(model, splits, output_dir, modes=("float32", "int8"), stem="student"
     results = {}
     for mode in modes:
         path = os.path.join(output_dir, f"{stem}_{mode}.tflite")
-        export.to_tflite(model, path, quantization=mode, representative_data=splits.train,
-                         splits=splits)
-        results[mode] = export.verify(model, path, splits.test)
+        _, results[mode] = export.to_tflite_and_verify(model, path, splits, quantization=mode)
         print(f"  {path}: {results[mode]['size_bytes']:,} bytes, "
               f"agreement {results[mode]['top1_agreement']:.4f}")
     return results

@@ -145,6 +145,24 @@ def convert(model, quantization="float32", representative_data=None,
         return converter.convert()
 
 
+def quantization_aware(model):
+    """Whether `model` was rewritten for quantization-aware training: it holds the fake-quant
+    layers of `keras_kd.optimize.native.quantize_model` or the quantize wrappers of
+    tensorflow-model-optimization (`keras_kd.optimize.quantize_distill`), in nested models too.
+    An int8 export of such a model keeps the ranges it learnt in training."""
+    from keras_kd.optimize import native  # here: native imports this module
+
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, (native.ActivationFakeQuant, native.FoldedQuantConv)):
+            return True
+        if type(layer).__module__.startswith(
+                "tensorflow_model_optimization.python.core.quantization"):
+            return True  # QuantizeWrapperV2, QuantizeLayer (tf_keras, checked by name only)
+        if layer is not model and quantization_aware(layer):
+            return True
+    return False
+
+
 def sidecar_paths(path):
     """`(labels_path, metadata_path)` written next to a `.tflite` file."""
     stem = os.path.splitext(path)[0]
@@ -173,7 +191,11 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
             `keras_kd.data.from_directory`) take raw pixels: 1.0.
 
     Returns:
-        The metadata dict written to the `.metadata.json` sidecar.
+        The metadata dict written to the `.metadata.json` sidecar. Its `quantization` is the
+        mode above (`"int8"`: the file is int8, whether its ranges were calibrated or learnt)
+        and `quantization_aware_training` says whether `model` was trained quantization-aware
+        (`quantization_aware(model)`; always true for `"qat"`): an int8 file exported from a
+        QAT model says `"quantization": "int8", "quantization_aware_training": true`.
     """
     import keras_kd
 
@@ -188,7 +210,9 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     details = _interpreter(model_content=flatbuffer)
     scale = float(input_scale if input_scale is not None else (splits.scale if splits else 1.0))
     metadata = litert_runner.describe(
-        details, quantization=quantization, class_names=names, input_scale=scale,
+        details, quantization=quantization,
+        quantization_aware_training=quantization == "qat" or quantization_aware(model),
+        class_names=names, input_scale=scale,
         input_description=describe_input(model, scale),
         source_model=model.name, version=keras_kd.__version__, allow_tf_ops=allow_tf_ops,
     )
@@ -196,6 +220,32 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     atomic.write_text(labels_path, "\n".join(names) + "\n")
     atomic.write_json(metadata_path, metadata)
     return metadata
+
+
+def to_tflite_and_verify(model, path, splits, quantization="float32", latency_repeats=200,
+                         **kwargs):
+    """`to_tflite` with what `splits` provides, then `verify` of the file on its test split.
+
+    Args:
+        model: as in `to_tflite`.
+        path: destination `.tflite` path.
+        splits: `keras_kd.data.DataSplits`: the training split calibrates `"int8"`, its class
+            names and scale go into the sidecars, its test split verifies the file.
+        quantization: as in `to_tflite`.
+        latency_repeats: as in `verify`.
+        **kwargs: further arguments of `to_tflite` (`max_calibration_samples`, `int8_io`,
+            `allow_tf_ops`, ...).
+
+    Returns:
+        `(metadata, report)`: the sidecar's metadata dict and the `verify` report.
+
+    Example:
+    >>> metadata, report = keras_kd.export.to_tflite_and_verify(
+    ...     student, "student_int8.tflite", splits, quantization="int8")
+    """
+    metadata = to_tflite(model, path, quantization=quantization,
+                         representative_data=splits.train, splits=splits, **kwargs)
+    return metadata, verify(model, path, splits.test, latency_repeats=latency_repeats)
 
 
 def _preprocessing_layer(model):

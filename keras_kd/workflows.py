@@ -4,6 +4,7 @@ Each returns a JSON-serialisable dict; callers save models and results with
 `keras_kd.atomic`, so an interrupted run never leaves a half-written file behind.
 """
 
+import collections
 import hashlib
 import math
 import time
@@ -42,6 +43,37 @@ def model_facts(model):
     return {"name": model.name, "params": params, "weights_bytes": params * 4}
 
 
+Predictions = collections.namedtuple("Predictions", ["logits", "labels"])
+Predictions.__doc__ = """A model's logits `(N, C)` on labelled data and the true classes `(N,)`,
+in the order of the data: what `predict_labelled` returns and the workflows' test score uses."""
+
+
+def predict_labelled(model, batches):
+    """Runs a logits model once, in inference mode, over `(x, y)` batches.
+
+    Labels may be integers of shape (N,) or (N, 1) (the keras.datasets layout) or one-hot.
+
+    Returns:
+        `Predictions(logits, labels)`: the concatenated logits and the labels as class indices.
+
+    Raises:
+        ValueError: for batches without any example.
+    """
+    logits, labels = [], []
+    for x, y in batches:
+        logits.append(np.asarray(model(x, training=False)))
+        labels.append(data_lib.class_indices(y))
+    if not labels:
+        raise ValueError("Expected at least one labelled example. Received an empty dataset")
+    return Predictions(np.concatenate(logits), np.concatenate(labels))
+
+
+def accuracy_of(predictions):
+    """Top-1 accuracy of `Predictions`."""
+    correct = data_lib.predicted_classes(predictions.logits) == predictions.labels
+    return int(np.sum(correct)) / len(correct)
+
+
 def accuracy(model, splits):
     """Top-1 accuracy of a logits model on the test split (plain numpy, no compile needed).
 
@@ -52,12 +84,7 @@ def accuracy(model, splits):
 
 def accuracy_on(model, batches):
     """Top-1 accuracy of a logits model on `(x, y)` batches (e.g. `splits.validation`)."""
-    correct = total = 0
-    for x, y in batches:
-        pred = data_lib.predicted_classes(model(x, training=False))
-        correct += int(np.sum(pred == data_lib.class_indices(y)))
-        total += len(pred)
-    return correct / total
+    return accuracy_of(predict_labelled(model, batches))
 
 
 class _EpochSeed(keras.callbacks.Callback):
@@ -125,37 +152,47 @@ def compile_classifier(model, lr, epochs, steps):
 
 
 def _facts(model, history, seconds, splits):
+    """`(facts, test Predictions)` of a trained model: the test set is predicted here, once."""
+    predictions = predict_labelled(model, splits.test)  # the one look at the test set
     return {
         **model_facts(model),
-        "test_accuracy": accuracy(model, splits),  # the one look at the test set
+        "test_accuracy": accuracy_of(predictions),
         "train_seconds": seconds,
         "initial_epoch": history.epoch[0] if history.epoch else None,  # > 0 when resumed
         "epochs_run": len(history.epoch),
         "history": _history(history),
-    }
+    }, predictions
 
 
 def train_supervised(model, splits, *, epochs, lr=1e-3, verbose="auto", callbacks=None, seed=0,
-                     backup_dir=None):
+                     backup_dir=None, return_test_predictions=False):
     """Trains a logits model on the labels alone (a teacher, or a student's scratch twin).
 
     Validation metrics come from `splits.validation`; the test set is scored once, at the end.
     With `backup_dir`, training state is backed up after every epoch and an interrupted run
     called again with the same arguments resumes from the last completed epoch.
+
+    Returns the facts (a JSON-serialisable dict); with `return_test_predictions=True`,
+    `(facts, predictions)`, the `Predictions` the test accuracy was computed from (for a
+    further look at the same outputs, e.g. `keras_kd.dark_knowledge.from_predictions`,
+    without predicting the test set again).
     """
     compile_classifier(model, lr, epochs, _steps(splits))
     history, seconds = _fit(model, splits, epochs=epochs, verbose=verbose, callbacks=callbacks,
                             seed=seed, backup_dir=backup_dir)
-    return _facts(model, history, seconds, splits)
+    facts, predictions = _facts(model, history, seconds, splits)
+    return (facts, predictions) if return_test_predictions else facts
 
 
 def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
             distillation_loss_fn=None, terms=None, lr=1e-3, verbose="auto", callbacks=None,
-            seed=0, backup_dir=None):
+            seed=0, backup_dir=None, return_test_predictions=False):
     """Distils `teacher` into `student`; returns the facts and the trained `Distiller`.
 
     `terms` (`keras_kd.terms`) replace the single KD term of `distillation_loss_fn`.
-    Validation, test scoring and `backup_dir` as in `train_supervised`.
+    Validation, test scoring and `backup_dir` as in `train_supervised`; with
+    `return_test_predictions=True`, `(facts, distiller, predictions)`: the student's test
+    `Predictions`.
     """
     distiller = Distiller(student=student, teacher=teacher, terms=terms)
     distiller.compile(
@@ -167,16 +204,17 @@ def distill(student, teacher, splits, *, epochs, alpha=0.1, temperature=4.0,
     )
     history, seconds = _fit(distiller, splits, epochs=epochs, verbose=verbose, callbacks=callbacks,
                             seed=seed, backup_dir=backup_dir)
-    results = {"alpha": alpha, "temperature": distiller.temperature,
-               **_facts(student, history, seconds, splits)}
-    return results, distiller
+    facts, predictions = _facts(student, history, seconds, splits)
+    results = {"alpha": alpha, "temperature": distiller.temperature, **facts}
+    return (results, distiller, predictions) if return_test_predictions else (results, distiller)
 
 
 def prune_distill(student, teacher, splits, *, epochs, target_sparsity, alpha=0.1,
-                  temperature=4.0, lr=1e-3, verbose="auto"):
+                  temperature=4.0, lr=1e-3, verbose="auto", return_test_predictions=False):
     """Pruning-aware distillation (`keras_kd.optimize.prune_distill`, TFMOT, one device,
     constant learning rate `lr`); returns the facts, with the pruning report under
-    `"pruning"`, and the pruned Keras 3 student."""
+    `"pruning"`, and the pruned Keras 3 student (and its test `Predictions` with
+    `return_test_predictions=True`)."""
     from keras_kd import optimize
 
     start = time.time()
@@ -187,8 +225,9 @@ def prune_distill(student, teacher, splits, *, epochs, target_sparsity, alpha=0.
     seconds = round(time.time() - start, 2)
     pruned = result.student
     history = types.SimpleNamespace(epoch=list(range(epochs)), history=result.history)  # as Keras
-    facts = _facts(pruned, history, seconds, splits)
-    return {"alpha": alpha, "temperature": temperature, **facts, "pruning": result.report}, pruned
+    facts, predictions = _facts(pruned, history, seconds, splits)
+    results = {"alpha": alpha, "temperature": temperature, **facts, "pruning": result.report}
+    return (results, pruned, predictions) if return_test_predictions else (results, pruned)
 
 
 EXPORT_COLUMNS = [

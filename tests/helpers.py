@@ -20,6 +20,28 @@ class CallCounter(keras.layers.Layer):
         return x
 
 
+INFERENCE_IDS = {}
+
+
+@keras.saving.register_keras_serializable(package="keras_kd_tests")
+class InferenceRecorder(keras.layers.Layer):
+    """Identity layer appending, each time its model runs in inference mode (eagerly, in a
+    compiled step or in `predict`), the ids its inputs carry in their first feature to
+    `INFERENCE_IDS[layer name]`."""
+
+    def call(self, x, training=False):
+        if not training:
+            import tensorflow as tf
+
+            ids = keras.ops.reshape(x, (keras.ops.shape(x)[0], -1))[:, 0]
+            tf.py_function(self._record, [ids], Tout=[])
+        return x
+
+    def _record(self, ids):
+        INFERENCE_IDS.setdefault(self.name, []).extend(int(round(v)) for v in ids.numpy())
+        return []
+
+
 def make_teacher(counter=False, train=True):
     inputs = keras.Input((D,))
     h = CallCounter()(inputs) if counter else inputs

@@ -220,6 +220,32 @@ def test_train_distill_evaluate_export_verify(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_distill_predicts_the_test_set_once_per_model(tmp_path):
+    from helpers import INFERENCE_IDS, InferenceRecorder
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4, 4, 1)).astype("float32")
+    x[:, 0, 0, 0] = np.arange(60)  # each example carries its index: the test set is 40..59
+    y = rng.integers(0, 3, size=60)
+    np.savez(tmp_path / "d.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    for name in ("teacher_ids", "student_ids"):
+        inputs = keras.Input((4, 4, 1))
+        h = keras.layers.Flatten()(InferenceRecorder(name=name)(inputs))
+        keras.Model(inputs, keras.layers.Dense(3)(h)).save(tmp_path / f"{name}.keras")
+    INFERENCE_IDS.clear()
+    assert run_cli("distill", "--data", tmp_path / "d.npz", "--teacher",
+                   tmp_path / "teacher_ids.keras", "--student", tmp_path / "student_ids.keras",
+                   "--epochs", 1, "--batch-size", 8, "--output", tmp_path / "s.keras",
+                   "--results", tmp_path / "s.json", "--verbose", 0) == 0
+    for name in ("teacher_ids", "student_ids"):  # each test example exactly once per model
+        assert sorted(i for i in INFERENCE_IDS[name] if i >= 40) == list(range(40, 60))
+    s = json.load(open(tmp_path / "s.json"))
+    per_class = s["dark_knowledge"]["per_class"]
+    assert sum(per_class["examples"]) == 20
+    assert np.dot(per_class["student_accuracy"], per_class["examples"]) / 20 == pytest.approx(
+        s["test_accuracy"], abs=1e-12)
+
+
 def test_logits_mse_records_no_temperature(tmp_path):
     teacher = tmp_path / "t.keras"
     models.build("mlp-tiny", (8, 8, 1), 10).save(teacher)
@@ -258,9 +284,26 @@ def test_export_script_wraps_the_cli(tmp_path):
     assert NATIVE_LOG.findall(out.stdout + out.stderr) == []
 
 
-def test_demo_small_budget(tmp_path, capsys):
+def test_demo_small_budget(tmp_path, capsys, monkeypatch):
+    from keras_kd import dark_knowledge
+
+    predicted = []  # (model, examples) of each look at the test set for the scores
+
+    def predict_labelled(model, batches, _predict=workflows.predict_labelled):
+        predictions = _predict(model, batches)
+        predicted.append((model, len(predictions.labels)))
+        return predictions
+
+    def compute(*args, **kwargs):
+        raise AssertionError("the dark-knowledge section predicts the test set again")
+
+    monkeypatch.setattr(workflows, "predict_labelled", predict_labelled)
+    monkeypatch.setattr(dark_knowledge, "compute", compute)
     assert run_cli("demo", "--output-dir", tmp_path, "--teacher-epochs", 3,
                    "--student-epochs", 3, "--pairs", 2) == 0
+    # the teacher and 2 pairs of students, each predicted once on the 449 test images
+    assert len(predicted) == 5 and len({id(m) for m, _ in predicted}) == 5
+    assert all(n == 449 for _, n in predicted)
     results = json.load(open(tmp_path / "results.json"))
     assert set(results["models"]) == {"teacher", "student_scratch", "student_distilled"}
     assert set(results["tflite"]) == {"float32", "int8"}

@@ -203,6 +203,9 @@ def test_qat_saves_a_model_that_export_qat_takes(teachers, capsys):
                    "--output", "q.tflite", "--results", "x.json") == 0
     x = json.loads((teachers / "x.json").read_text())
     assert x["config"]["quantization"] == "qat" and x["metadata"]["quantization"] == "int8"
+    sidecar = json.loads((teachers / "q.metadata.json").read_text())
+    assert sidecar == x["metadata"] and sidecar["quantization_aware_training"] is True
+    assert sidecar["input"]["dtype"] == "float32" and sidecar["output"]["dtype"] == "float32"
     assert x["verify"]["top1_agreement"] >= 0.95
     assert native.ops_report("q.tflite")["int8_only"]
     # a float model has no trained ranges: refused, post-training int8 suggested

@@ -123,6 +123,20 @@ def test_compute_runs_both_models_in_inference_mode_on_arrays_or_datasets():
         dark_knowledge.compute(teacher, student, X)
 
 
+def test_from_predictions_equals_from_logits_and_refuses_other_examples():
+    expected = dark_knowledge.from_logits(TEACHER, STUDENT, LABELS, NAMES, T)
+    one_hot = np.eye(3)[LABELS]  # the same classes, written another way
+    got = dark_knowledge.from_predictions((np.asarray(TEACHER), LABELS), (STUDENT, one_hot),
+                                          NAMES, temperature=T)
+    assert got == expected
+    assert got["per_class"]["agreement"] == [1.0, 0.5, 0.5]
+    shuffled = LABELS[1:] + LABELS[:1]  # the student's examples in another order
+    with pytest.raises(ValueError, match="same examples in the same order"):
+        dark_knowledge.from_predictions((TEACHER, LABELS), (STUDENT, shuffled), NAMES, T)
+    with pytest.raises(ValueError, match="same examples in the same order"):
+        dark_knowledge.from_predictions((TEACHER, LABELS), (STUDENT[:5], LABELS[:5]), NAMES, T)
+
+
 def _results(tmp_path, with_dark_knowledge):
     results = {"data": "toy", "models": {
         "teacher": {"params": 1000, "test_accuracy": 0.5,

@@ -12,9 +12,11 @@ from conftest import REPO
 
 
 def run_example(*args, script="mnist_hinton.py"):
+    """The example in a subprocess, importing this checkout's keras_kd."""
     return subprocess.run(
         [sys.executable, str(REPO / "examples" / script), *args],
         capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
 
 
@@ -116,3 +118,85 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
         if method != "scratch":  # the gain column is the difference to the scratch twin
             assert line.endswith(f"| {100 * (score[method] - score['scratch']):+.2f} |")
     assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cifar10_edge_exports_verifies_and_runs_the_edge_runner(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("PIL")
+    from keras_kd import models
+
+    folder = _cifar10_slice(tmp_path / "cifar10", per_class=8)  # 20 test images
+    models.build("cnn-small", (32, 32, 3), 10).save(tmp_path / "s.keras")
+    out = tmp_path / "tflite"
+    proc = run_example(str(tmp_path / "s.keras"), "--data", str(folder), "--output-dir", str(out),
+                       "--edge-files", "10", script="cifar10_edge.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "s.json").read_text())
+    assert set(report) == {"model", "data", "float32", "int8", "edge"}
+    for mode in ("float32", "int8"):
+        row = report[mode]
+        assert row["file"] == str(out / f"s_{mode}.tflite") and row["examples"] == 20
+        assert row["size_bytes"] == os.path.getsize(row["file"])
+        metadata = json.loads((out / f"s_{mode}.metadata.json").read_text())
+        assert metadata["quantization"] == mode and metadata["input_scale"] == 1.0
+        assert metadata["class_names"] == sorted(os.listdir(folder / "test"))
+        assert (f"{mode}: {row['size_bytes']:,} bytes, Keras {row['keras_accuracy']:.4f}, "
+                f"TFLite {row['tflite_accuracy']:.4f}, agreement {row['top1_agreement']:.4f} "
+                "on 20 test images") in proc.stdout.splitlines()
+    assert report["float32"]["top1_agreement"] == 1.0
+    assert report["int8"]["keras_accuracy"] == report["float32"]["keras_accuracy"]
+    assert report["int8"]["size_bytes"] < 0.5 * report["float32"]["size_bytes"]
+    assert report["edge"]["files"] == 10 and report["edge"]["edge_equals_tflite"] == 10
+
+
+def _seed_rows():
+    """Hand-made rows: two students, three methods, three seeds (cnn-b's dkd: seed 1 only)."""
+    acc = {("cnn-a", "scratch"): [0.70, 0.72, 0.71], ("cnn-a", "kd"): [0.73, 0.72, 0.75],
+           ("cnn-a", "dkd"): [0.69, 0.74, 0.70], ("cnn-b", "scratch"): [0.60, 0.62, 0.64],
+           ("cnn-b", "dkd"): [None, 0.65, None]}
+    params = {"cnn-a": 24570, "cnn-b": 1234}
+    return [{"method": method, "student": student, "seed": seed, "params": params[student],
+             "test_accuracy": a, "val_accuracy": 0.5}
+            for (student, method), values in acc.items()
+            for seed, a in enumerate(values) if a is not None]
+
+
+def test_seed_table_mean_std_per_seed_and_paired_gain(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    import seed_table
+
+    rows = _seed_rows()
+    with pytest.raises(ValueError, match=r"one kind of score.*test_accuracy.*val_accuracy"):
+        seed_table.markdown(rows)  # two *_accuracy keys: the score must be named
+    lines = seed_table.markdown(rows, score="test_accuracy",
+                                method_order=("scratch", "kd", "dkd")).splitlines()
+    assert lines[0].startswith("| student | params | method | seeds | mean test accuracy |")
+    assert lines[2:] == [
+        "| cnn-a | 24,570 | scratch | 0,1,2 | 71.00 % | 1.00 | 70.00, 72.00, 71.00 |  |",
+        "| cnn-a | 24,570 | kd | 0,1,2 | 73.33 % | 1.53 | 73.00, 72.00, 75.00 | "
+        "+3.00, +0.00, +4.00 |",
+        "| cnn-a | 24,570 | dkd | 0,1,2 | 71.00 % | 2.65 | 69.00, 74.00, 70.00 | "
+        "-1.00, +2.00, -1.00 |",
+        "| cnn-b | 1,234 | scratch | 0,1,2 | 62.00 % | 2.00 | 60.00, 62.00, 64.00 |  |",
+        "| cnn-b | 1,234 | dkd | 1 | 65.00 % | - | 65.00 | +3.00 |",
+    ]
+    # methods outside method_order follow, in the rows' order
+    order = [line.split(" | ")[2] for line in seed_table.markdown(
+        rows, score="test_accuracy").splitlines()[2:]]
+    assert order == ["scratch", "kd", "dkd", "scratch", "dkd"]
+
+
+def test_methods_summarize_prints_the_seed_table(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "examples"))
+    import seed_table
+
+    rows = _seed_rows()
+    for row in rows:
+        name = f"{row['method']}-{row['student']}-seed{row['seed']}.json"
+        (tmp_path / name).write_text(json.dumps(row))
+    proc = run_example("--summarize", "--output", str(tmp_path), script="methods_cifar10.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected = seed_table.markdown(rows, score="test_accuracy",
+                                   method_order=("scratch", "kd", "dkd"))
+    assert proc.stdout == expected
+    assert "| cnn-a | 24,570 | kd | 0,1,2 | 73.33 % | 1.53 |" in proc.stdout

@@ -117,6 +117,8 @@ def test_only_builtin_ops_and_sidecars(trained):
         metadata = json.load(open(meta))
         assert metadata["input"]["shape"] == [-1, 28, 28, 1]  # resizable batch
         assert metadata["quantization"] == mode and metadata["needs_flex_delegate"] is False
+        # a float model: post-training quantization (or none), except the "qat" mode's claim
+        assert metadata["quantization_aware_training"] is (mode == "qat")
         assert metadata["input_scale"] == pytest.approx(1 / 255)
     assert "CONV_2D" in reports["int8"]["operators"]
     assert not [f for f in os.listdir(os.path.dirname(files["int8"])) if f.startswith(".tmp")]
@@ -148,6 +150,28 @@ def test_int8_io_tensors(trained, tmp_path):
     report = export.verify(model, path, (x_test[:2000], y_test[:2000]), latency_repeats=5)
     assert report["input_dtype"] == "int8"
     assert abs(report["tflite_accuracy"] - report["keras_accuracy"]) <= 0.01
+
+
+def test_to_tflite_and_verify_is_to_tflite_then_verify_with_the_splits(trained, tmp_path):
+    from keras_kd import data, workflows
+
+    model, _, _, (x_test, y_test) = trained
+    splits = data.from_arrays((x_test[:600], y_test[:600]), (x_test[600:900], y_test[600:900]),
+                              batch_size=100, class_names=list("abcdefghij"), scale=1.0)
+    path = tmp_path / "float32.tflite"
+    metadata, report = export.to_tflite_and_verify(model, path, splits, latency_repeats=3)
+    by_hand = tmp_path / "by_hand.tflite"
+    expected = export.to_tflite(model, by_hand, representative_data=splits.train, splits=splits)
+    assert path.read_bytes() == by_hand.read_bytes()
+    assert metadata == expected and metadata["class_names"] == list("abcdefghij")
+    assert json.load(open(export.sidecar_paths(str(path))[1])) == metadata
+    assert report["examples"] == 300 and report["top1_agreement"] == 1.0
+    assert report["keras_accuracy"] == workflows.accuracy(model, splits)
+    int8, int8_report = export.to_tflite_and_verify(model, tmp_path / "int8.tflite", splits,
+                                                    quantization="int8", int8_io=True,
+                                                    max_calibration_samples=200)
+    assert int8["quantization"] == "int8" and int8["input"]["dtype"] == "int8"  # kwargs passed
+    assert int8_report["examples"] == 300 and int8_report["top1_agreement"] >= 0.95
 
 
 def test_bad_arguments_name_the_argument(trained, tmp_path):

@@ -188,6 +188,8 @@ def test_quantize_distill_exports_int8_builtin_ops_only(cifar_batch, tmp_path):
         elif name != "DELEGATE":
             assert set(inputs + outputs) <= {"int8", "int32"}, (name, inputs, outputs)
     assert not any(name.startswith("Flex") for name in names)
+    metadata = json.loads((tmp_path / "qat.metadata.json").read_text())  # TFMOT wrappers seen
+    assert metadata["quantization"] == "int8" and metadata["quantization_aware_training"] is True
     report = result.report
     assert report["flex_ops"] == []
     # the file computes what the quantization-aware model simulates
@@ -329,15 +331,31 @@ def test_native_export_keeps_trained_ranges_and_shows_what_stays_float(cifar_bat
     conv = next(o for o in interpreter._get_ops_details() if o["op_name"] == "CONV_2D")
     scale = tensors[conv["outputs"][0]]["quantization"][0]
     np.testing.assert_allclose(scale, (float(quant.max) - float(quant.min)) / 255, rtol=1e-5)
+    calibrated = json.loads((tmp_path / "calibrated.metadata.json").read_text())
+    assert calibrated["quantization"] == "int8"  # the file is int8 ...
+    assert calibrated["quantization_aware_training"] is True  # ... with QAT's ranges
     # without calibration data the converter leaves the normalisation's SUB/MUL in float
-    native.to_tflite(qat, tmp_path / "uncalibrated.tflite")
+    uncalibrated = native.to_tflite(qat, tmp_path / "uncalibrated.tflite")
     report = native.ops_report(tmp_path / "uncalibrated.tflite")
     assert report["float_ops"] == ["SUB", "MUL"]
+    assert uncalibrated["quantization"] == "qat"
+    assert uncalibrated["quantization_aware_training"] is True
     # integer-only accelerators: int8 input and output tensors
     metadata = native.to_tflite(qat, tmp_path / "int8_io.tflite", representative_data=data,
                                 int8_io=True)
     assert metadata["input"]["dtype"] == metadata["output"]["dtype"] == "int8"
     assert native.ops_report(tmp_path / "int8_io.tflite")["int8_only"]
+
+
+def test_quantization_aware_finds_fake_quant_layers_in_nested_models():
+    from keras_kd.export import quantization_aware
+    from keras_kd.optimize import native
+
+    student = _tiny()
+    qat = native.quantize_model(student)
+    inputs = keras.Input(student.inputs[0].shape[1:])
+    wrapper = keras.Model(inputs, qat(inputs))  # the QAT model as one layer of another
+    assert [quantization_aware(m) for m in (student, qat, wrapper)] == [False, True, True]
 
 
 def test_native_qat_model_saves_and_reloads_as_it_was(tmp_path):

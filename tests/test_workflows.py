@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import INFERENCE_IDS, InferenceRecorder
 from keras_kd import data
 from keras_kd import models
 from keras_kd import workflows
@@ -73,3 +74,49 @@ def test_accuracy_with_flat_or_column_labels(shape):
     splits = data.from_arrays((x, y), (xt, yt))
     splits.test = splits.test.map(lambda a, b: (a, keras.ops.reshape(b, shape)))
     assert workflows.accuracy(model, splits) == pytest.approx(expected)
+
+
+def _recorded(name, classes=3):
+    """A small logits model that records the ids of what it predicts (`helpers.INFERENCE_IDS`)."""
+    inputs = keras.Input((4, 4, 1))
+    h = keras.layers.Flatten()(InferenceRecorder(name=name)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(classes)(h), name=name)
+
+
+def test_predict_labelled_is_the_models_output_and_the_class_indices():
+    (x, y), (xt, yt) = _arrays()
+    model = models.build("mlp-tiny", (4, 4, 1), 3)
+    splits = data.from_arrays((x, y), (xt, yt), batch_size=8)
+    splits.test = splits.test.map(lambda a, b: (a, keras.ops.one_hot(b, 3)))  # one-hot labels
+    predictions = workflows.predict_labelled(model, splits.test)
+    np.testing.assert_allclose(predictions.logits, model.predict(xt, verbose=0), atol=1e-6)
+    np.testing.assert_array_equal(predictions.labels, yt)
+    expected = np.mean(np.argmax(predictions.logits, -1) == yt)
+    assert workflows.accuracy_of(predictions) == pytest.approx(expected)
+    assert workflows.accuracy(model, splits) == workflows.accuracy_of(predictions)
+    with pytest.raises(ValueError, match="at least one labelled example"):
+        workflows.predict_labelled(model, splits.test.take(0))
+
+
+def test_workflows_predict_the_test_set_once_and_return_those_predictions():
+    INFERENCE_IDS.clear()
+    splits = data.from_arrays(*_arrays(), batch_size=8, validation_split=0.2)
+    teacher = _recorded("teacher_ids")
+    facts, predictions = workflows.train_supervised(teacher, splits, epochs=1, verbose=0,
+                                                    return_test_predictions=True)
+    test_ids = list(range(50, 70))
+    assert sorted(i for i in INFERENCE_IDS["teacher_ids"] if i >= 50) == test_ids
+    assert facts["test_accuracy"] == workflows.accuracy_of(predictions)
+    np.testing.assert_allclose(predictions.logits, teacher.predict(splits.test, verbose=0),
+                               atol=1e-6)
+
+    INFERENCE_IDS.clear()
+    student = _recorded("student_ids")
+    results, distiller, predictions = workflows.distill(
+        student, teacher, splits, epochs=1, verbose=0, return_test_predictions=True)
+    assert sorted(i for i in INFERENCE_IDS["student_ids"] if i >= 50) == test_ids
+    assert [i for i in INFERENCE_IDS["teacher_ids"] if i >= 50] == []  # training data only
+    assert results["test_accuracy"] == workflows.accuracy_of(predictions)
+    assert predictions.logits.shape == (20, 3) and distiller.student is student
+    facts_only = workflows.train_supervised(_recorded("other"), splits, epochs=1, verbose=0)
+    assert isinstance(facts_only, dict) and "test_accuracy" in facts_only
