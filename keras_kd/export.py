@@ -222,6 +222,26 @@ def to_tflite(model, path, quantization="float32", representative_data=None,
     return metadata
 
 
+def calibration_data(splits, max_samples=500):
+    """The int8 calibration inputs drawn from `splits`, the same ones on every call.
+
+    `splits.train` is reshuffled on each pass, so calibrating on its first batches gives a
+    different int8 file for each export made in one process (top-1 agreement with the Keras
+    model of one CIFAR-10 student ranged from 98.13 % to 98.59 % that way). When the source
+    keeps its training examples in a fixed order (`splits.train_examples`, image folders),
+    this takes `max_samples` of them evenly spaced over that order (so every class of a
+    class-sorted folder is represented); otherwise it returns `splits.train`, whose first
+    pass in a fresh process is fixed by the data seed.
+    """
+    examples = splits.train_examples
+    if examples is None:
+        return splits.train
+    size = splits.train_size or int(examples.reduce(0, lambda n, _: n + 1))
+    stride = max(1, size // max_samples)
+    return (examples.enumerate().filter(lambda i, example: i % stride == 0)
+            .map(lambda i, example: example).take(max_samples).batch(64))
+
+
 def to_tflite_and_verify(model, path, splits, quantization="float32", latency_repeats=200,
                          **kwargs):
     """`to_tflite` with what `splits` provides, then `verify` of the file on its test split.
@@ -229,7 +249,8 @@ def to_tflite_and_verify(model, path, splits, quantization="float32", latency_re
     Args:
         model: as in `to_tflite`.
         path: destination `.tflite` path.
-        splits: `keras_kd.data.DataSplits`: the training split calibrates `"int8"`, its class
+        splits: `keras_kd.data.DataSplits`: the training split calibrates `"int8"` (a fixed
+            sample, `calibration_data`), its class
             names and scale go into the sidecars, its test split verifies the file.
         quantization: as in `to_tflite`.
         latency_repeats: as in `verify`.
@@ -243,8 +264,10 @@ def to_tflite_and_verify(model, path, splits, quantization="float32", latency_re
     >>> metadata, report = keras_kd.export.to_tflite_and_verify(
     ...     student, "student_int8.tflite", splits, quantization="int8")
     """
+    samples = kwargs.pop("max_calibration_samples", 500)
     metadata = to_tflite(model, path, quantization=quantization,
-                         representative_data=splits.train, splits=splits, **kwargs)
+                         representative_data=calibration_data(splits, samples),
+                         max_calibration_samples=samples, splits=splits, **kwargs)
     return metadata, verify(model, path, splits.test, latency_repeats=latency_repeats)
 
 

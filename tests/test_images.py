@@ -135,3 +135,29 @@ def test_keras_applications_student_offline():
     assert out.shape == (2, 10) and not np.allclose(np.sum(np.exp(out), 1), 1.0)  # logits
     with pytest.raises(ValueError, match="Expected one of"):
         models.applications("NoSuchNet", (32, 32, 3), 10)
+
+
+def test_int8_calibration_is_a_fixed_spread_sample_and_the_file_is_reproducible(tmp_path):
+    from keras_kd import export
+
+    _write_folder(tmp_path / "train", per_class=20, size=(8, 8), seed=1)
+    _write_folder(tmp_path / "test", per_class=4, size=(8, 8), seed=2)
+    splits = data.load(str(tmp_path), batch_size=8, seed=0, validation_split=0.0)
+    order = _all(splits.train_examples.batch(100))
+    sample = _all(export.calibration_data(splits, max_samples=6))
+    # every 10th of the 60 stored examples: the stored order is class-sorted, so all 3 classes
+    np.testing.assert_array_equal(sample[0], order[0][::10])
+    assert sorted(sample[1].tolist()) == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(_all(export.calibration_data(splits, 6))[0], sample[0])
+    _all(splits.train)  # a pass over the reshuffled training split must not change the file
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    files = []
+    for name in ("a", "b"):
+        export.to_tflite_and_verify(model, tmp_path / f"{name}.tflite", splits,
+                                    quantization="int8", max_calibration_samples=6,
+                                    latency_repeats=1)
+        files.append((tmp_path / f"{name}.tflite").read_bytes())
+        _all(splits.train)
+    assert files[0] == files[1]
