@@ -123,6 +123,9 @@ def main():
     p.add_argument("--kd-epochs", type=int, default=None,
                    help="keras_kd only: distil for the first N epochs, then alpha = 1 (labels "
                         "alone); default: every epoch")
+    p.add_argument("--view-epochs", type=int, default=None,
+                   help="epochs of augmented views to store (default: --epochs); a longer "
+                        "run replays them cyclically, for every method alike")
     p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
     p.add_argument("--eval", default="test", choices=("test", "validation"))
     p.add_argument("--limit", type=int, default=None, help="use the first N training images")
@@ -142,6 +145,9 @@ def main():
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     skip = ("verbose", "out", "save_dir", "seeds", "students", "methods")
     config = {k: v for k, v in vars(args).items() if k not in skip}
+    if args.view_epochs is None or args.view_epochs == args.epochs:
+        args.view_epochs = args.epochs
+        del config["view_epochs"]  # rows made before the option stay valid
     if args.loss != "dkd":
         for option in ("dkd_alpha", "dkd_beta", "dkd_warmup"):
             del config[option]
@@ -155,9 +161,10 @@ def main():
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.time()
         replay = views.cache_views(
-            teacher, examples, AUGMENTATIONS[args.augment](), epochs=args.epochs, batch_size=128,
-            seed=seed, path=os.path.join(
-                args.views_dir, f"{args.augment}_e{args.epochs}_s{seed}_n{args.limit or 'all'}.npz"))
+            teacher, examples, AUGMENTATIONS[args.augment](), epochs=args.view_epochs,
+            batch_size=128, seed=seed, path=os.path.join(
+                args.views_dir,
+                f"{args.augment}_e{args.view_epochs}_s{seed}_n{args.limit or 'all'}.npz"))
         views_seconds = time.time() - start
         for name in args.students.split(","):
             keras.utils.set_random_seed(seed)
