@@ -250,8 +250,8 @@ def to_tflite_and_verify(model, path, splits, quantization="float32", latency_re
         model: as in `to_tflite`.
         path: destination `.tflite` path.
         splits: `keras_kd.data.DataSplits`: the training split calibrates `"int8"` (a fixed
-            sample, `calibration_data`), its class
-            names and scale go into the sidecars, its test split verifies the file.
+            sample, `calibration_data`), its class names and scale go into the sidecars, its
+            test split verifies the file.
         quantization: as in `to_tflite`.
         latency_repeats: as in `verify`.
         **kwargs: further arguments of `to_tflite` (`max_calibration_samples`, `int8_io`,
