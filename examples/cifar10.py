@@ -143,17 +143,15 @@ def main():
         examples = examples.take(args.limit)
     teacher = keras.saving.load_model(args.teacher)
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
+    args.view_epochs = args.view_epochs or args.epochs
     skip = ("verbose", "out", "save_dir", "seeds", "students", "methods")
-    config = {k: v for k, v in vars(args).items() if k not in skip}
-    if args.view_epochs is None or args.view_epochs == args.epochs:
-        args.view_epochs = args.epochs
-        del config["view_epochs"]  # rows made before the option stay valid
     if args.loss != "dkd":
-        for option in ("dkd_alpha", "dkd_beta", "dkd_warmup"):
-            del config[option]
-    for option, default in (("kd_epochs", None), ("loss", "kl_divergence")):
-        if config[option] == default:  # rows made before the option stay valid
-            del config[option]
+        skip += ("dkd_alpha", "dkd_beta", "dkd_warmup")
+    # options added after the first rows are left out at the value they stand for when absent,
+    # so rows made before them stay valid
+    absent = {"kd_epochs": None, "loss": "kl_divergence", "view_epochs": args.epochs}
+    config = {k: v for k, v in vars(args).items()
+              if k not in skip and not (k in absent and v == absent[k])}
     done = {(r["student"], r["seed"], r["method"]) for r in rows
             if _relevant(r["config"], r["method"]) == _relevant(config, r["method"])}
     teacher_accuracy = workflows.accuracy_on(teacher, evaluation)

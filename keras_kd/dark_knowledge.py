@@ -145,15 +145,8 @@ def compute(teacher, student, data, class_names=None, temperature=1.0, limit=Non
     >>> summary = keras_kd.dark_knowledge.compute(
     ...     teacher, student, splits.test, splits.class_names, temperature=4.0)
     """
-    teacher_logits, student_logits, labels = [], [], []
-    for x, y in data_lib.numpy_batches(data, limit):
-        if y is None:
-            raise ValueError("Expected labelled data `(x, y)`: per-class figures need the "
-                             "true classes. Received inputs without labels")
-        teacher_logits.append(np.asarray(teacher(x, training=False)))
-        student_logits.append(np.asarray(student(x, training=False)))
-        labels.append(data_lib.class_indices(y))
-    if not labels:
-        raise ValueError("Expected at least one labelled example. Received an empty dataset")
-    return from_logits(np.concatenate(teacher_logits), np.concatenate(student_logits),
-                       np.concatenate(labels), class_names, temperature)
+    from keras_kd import workflows  # workflows imports the Distiller: only when called
+
+    teacher_predictions, student_predictions = workflows.predict_labelled_together(
+        [teacher, student], data, limit)
+    return from_predictions(teacher_predictions, student_predictions, class_names, temperature)

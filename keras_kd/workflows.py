@@ -48,24 +48,39 @@ Predictions.__doc__ = """A model's logits `(N, C)` on labelled data and the true
 in the order of the data: what `predict_labelled` returns and the workflows' test score uses."""
 
 
-def predict_labelled(model, batches):
-    """Runs a logits model once, in inference mode, over `(x, y)` batches.
+def predict_labelled(model, batches, limit=None):
+    """Runs a logits model once, in inference mode, over labelled data.
 
     Labels may be integers of shape (N,) or (N, 1) (the keras.datasets layout) or one-hot.
+
+    Args:
+        model: a logits model.
+        batches: a `tf.data.Dataset` of `(x, y)` batches or a tuple of arrays `(x, y)`.
+        limit: at most this many examples (default: all).
 
     Returns:
         `Predictions(logits, labels)`: the concatenated logits and the labels as class indices.
 
     Raises:
-        ValueError: for batches without any example.
+        ValueError: for data without labels or without any example.
     """
-    logits, labels = [], []
-    for x, y in batches:
-        logits.append(np.asarray(model(x, training=False)))
+    return predict_labelled_together([model], batches, limit)[0]
+
+
+def predict_labelled_together(models, batches, limit=None):
+    """`predict_labelled` of several models on the same batches, read once (so a reshuffling
+    dataset gives every model the same examples in the same order); one `Predictions` each."""
+    logits, labels = [[] for _ in models], []
+    for x, y in data_lib.numpy_batches(batches, limit):
+        if y is None:
+            raise ValueError("Expected labelled data `(x, y)`. Received inputs without labels")
+        for outputs, model in zip(logits, models):
+            outputs.append(np.asarray(model(x, training=False)))
         labels.append(data_lib.class_indices(y))
     if not labels:
         raise ValueError("Expected at least one labelled example. Received an empty dataset")
-    return Predictions(np.concatenate(logits), np.concatenate(labels))
+    labels = np.concatenate(labels)
+    return [Predictions(np.concatenate(outputs), labels) for outputs in logits]
 
 
 def accuracy_of(predictions):
