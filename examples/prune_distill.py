@@ -11,9 +11,9 @@ Rows, per student, scored on the 10,000 test images with the exported `.tflite` 
     pruned_kd      that student pruned to --sparsity while distilled from the teacher
     pruned_labels  the same pruning on the labels only (no teacher), same budget
 
-Pruning is TFMOT magnitude pruning (PolynomialDecay from 0 to the target over all the
-pruning steps) of the Conv2D / Dense kernels and SeparableConv2D pointwise kernels (TFMOT
-leaves depthwise kernels dense). Each row gives the measured sparsity of the pruned kernels
+Pruning is TFMOT magnitude pruning (PolynomialDecay from 0 to the target over the first
+--pruning-end of the steps, then training at the target) of the Conv2D / Dense kernels and
+SeparableConv2D pointwise kernels (TFMOT leaves depthwise kernels dense). Each row gives the measured sparsity of the pruned kernels
 and of the file's weight tensors, and the gzip -9 size of the file against the dense one.
 The results JSON is rewritten after each row; a rerun with the same budget resumes.
 """
@@ -32,6 +32,11 @@ COLUMNS = [("name", "row", ""), ("test_accuracy", "test acc", ".4f"),
 def main():
     p = parser(__doc__, ROWS)
     p.add_argument("--sparsity", type=float, default=0.8, help="target sparsity")
+    p.add_argument("--pruning-end", type=float, default=1.0,
+                   help="fraction of the steps by which the target sparsity is reached; the "
+                        "rest trains the pruned student at the target (default 1.0)")
+    p.add_argument("--compress-decay", default="constant", choices=compress.LEARNING_RATE_DECAYS,
+                   help="learning-rate decay over the pruning run (default constant)")
     p.add_argument("--quantization", default="float32", choices=keras_kd.export.QUANTIZATIONS[:4],
                    help="export mode of the dense and pruned files")
     args = p.parse_args()
@@ -50,13 +55,15 @@ def main():
                 target_sparsity=args.sparsity, epochs=args.epochs, alpha=args.alpha,
                 temperature=args.temperature, learning_rate=args.compress_lr, path=path,
                 quantization=args.quantization, representative_data=calibration,
-                verify_data=splits.test, verbose=args.verbose)
+                verify_data=splits.test, pruning_end=args.pruning_end,
+                learning_rate_decay=args.compress_decay, verbose=args.verbose)
             report = {**result.report, "history": history(result.history)}
         report["test_accuracy"] = report["tflite_accuracy"]
         return report
 
     run(args, ROWS, COLUMNS, compute,
-        settings={"sparsity": args.sparsity, "quantization": args.quantization},
+        settings={"sparsity": args.sparsity, "quantization": args.quantization,
+                  "pruning_end": round(args.pruning_end, 4), "compress_decay": args.compress_decay},
         suffix=f".{args.quantization}")
 
 

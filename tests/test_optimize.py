@@ -292,6 +292,29 @@ def test_prune_distill_reaches_target_sparsity(cifar_batch, tmp_path):
 def test_prune_distill_validates_target_sparsity():
     with pytest.raises(ValueError, match="target_sparsity"):
         keras_kd.optimize.prune_distill(_tiny(), _tiny("t"), None, target_sparsity=1.0)
+    with pytest.raises(ValueError, match=r"pruning_end.*Received: pruning_end=0"):
+        keras_kd.optimize.prune_distill(_tiny(), _tiny("t"), None, pruning_end=0)
+    with pytest.raises(ValueError, match=r"learning_rate_decay.*'linear'"):
+        keras_kd.optimize.prune_distill(_tiny(), _tiny("t"), None, learning_rate_decay="linear")
+
+
+@pytest.mark.parametrize("total,end", [(90, 2 / 3), (90, 1.0), (1760, 2 / 3), (1760, 1.0), (7, 0.5)])
+def test_default_pruning_schedule_reaches_target_at_pruning_end_then_holds(total, end):
+    _needs_tfmot()
+    from keras_kd.optimize import compress, legacy
+
+    _, tfmot = legacy.modules()
+    schedule = compress._schedule(tfmot, 0.8, total, end)
+    steps = [(step, *schedule(tf.constant(step, tf.int64))) for step in range(total)]
+    updates = [(step, float(s)) for step, prune, s in steps if bool(prune)]
+    last_step, last_sparsity = updates[-1]
+    assert last_sparsity == pytest.approx(0.8)
+    assert last_step <= round(end * total) - 1  # the target is reached by the end fraction
+    assert last_step >= round(end * total) - 1 - max(1, total // 50)
+    # about 50 pruning updates (every step only in runs of fewer than ~100 pruning steps)
+    assert len(updates) <= max(51, round(end * total))
+    sparsities = [s for _, s in updates]
+    assert sparsities == sorted(sparsities)  # rising to the target, never down
 
 
 # ------------------------------------------------------------------ Keras 3 native QAT

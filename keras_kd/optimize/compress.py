@@ -57,9 +57,22 @@ def _check(student, epochs, alpha, temperature):
     return check_alpha(alpha), check_temperature(temperature, allow_none=False)
 
 
+LEARNING_RATE_DECAYS = ("constant", "cosine")
+
+
+def _check_decay(learning_rate_decay):
+    if learning_rate_decay not in LEARNING_RATE_DECAYS:
+        raise ValueError("Invalid value for argument `learning_rate_decay`. Expected one of "
+                         f"{LEARNING_RATE_DECAYS}. Received: "
+                         f"learning_rate_decay={learning_rate_decay!r}")
+
+
 def _distil(tf_keras, wrapped, teacher, data, epochs, alpha, temperature, optimizer,
-            learning_rate, validation_data, callbacks, verbose):
+            learning_rate, validation_data, callbacks, verbose, learning_rate_decay="constant"):
     distiller = legacy_distiller.make(tf_keras, wrapped, teacher, alpha, temperature)
+    if optimizer is None and learning_rate_decay == "cosine":
+        learning_rate = tf_keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=_steps(data, "learning_rate_decay='cosine'") * epochs)
     optimizer = optimizer or tf_keras.optimizers.Adam(learning_rate)
     distiller.compile(optimizer=optimizer)
     history = distiller.fit(data, epochs=epochs, validation_data=validation_data,
@@ -155,10 +168,21 @@ def quantize_distill(student, teacher, data, *, epochs=1, alpha=DEFAULT_ALPHA,
     return result
 
 
-def _schedule(tfmot, target_sparsity, total_steps):
-    """Polynomial decay 0 -> target over the run, pruning ~50 times, the last at the end."""
-    frequency = max(1, total_steps // 50)
-    end_step = frequency * max(1, (total_steps - 1) // frequency)
+def _steps(data, needed_by):
+    steps = int(data.cardinality())
+    if steps < 1:
+        raise ValueError(f"Invalid value for argument `data`: {needed_by} needs a dataset of "
+                         f"known length (its cardinality is {steps}); use "
+                         "`tf.data.experimental.assert_cardinality` or `take`.")
+    return steps
+
+
+def _schedule(tfmot, target_sparsity, total_steps, end_fraction):
+    """Polynomial decay 0 -> target over the first `end_fraction` of the run, pruning about
+    50 times in all (the last update at that point); the rest trains at the target."""
+    end = max(1, int(round(end_fraction * total_steps)) - 1)
+    frequency = max(1, end // 50)
+    end_step = frequency * max(1, end // frequency)
     return tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=target_sparsity, begin_step=0,
         end_step=end_step, frequency=frequency)
@@ -168,7 +192,8 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
                   alpha=DEFAULT_ALPHA, temperature=DEFAULT_TEMPERATURE, optimizer=None,
                   learning_rate=1e-4, validation_data=None, path=None, quantization="float32",
                   representative_data=None, verify_data=None, batch_norm_batches=100,
-                  callbacks=None, verbose="auto"):
+                  pruning_end=1.0, learning_rate_decay="constant", callbacks=None,
+                  verbose="auto"):
     """Pruning-aware distillation (TFMOT magnitude pruning), stripped and exported.
 
     The kernels of the Conv2D and Dense layers and the pointwise kernels of SeparableConv2D
@@ -184,8 +209,15 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
         validation_data, callbacks, verbose: as in `quantize_distill`.
         target_sparsity: final fraction of zero kernel weights, in (0, 1). Default 0.8.
         schedule: a `tfmot.sparsity.keras.PruningSchedule`. Default: `PolynomialDecay` from
-            0 to `target_sparsity` over all the training steps (which needs a dataset of
-            known length).
+            0 to `target_sparsity` over the first `pruning_end` of the training steps (which
+            needs a dataset of known length), then training at the target sparsity.
+        pruning_end: fraction of the training steps by which the default schedule reaches
+            `target_sparsity`, in (0, 1]; the remaining steps train the pruned student at the
+            target (Zhu & Gupta 2017). Default 1.0 (the last pruning update near the last
+            step): on CIFAR-10, 2/3 measured no better (docs/optimize.md).
+        learning_rate_decay: "constant" (default) or "cosine" (cosine decay of the default
+            optimizer's learning rate to 0 over the run, which needs a dataset of known
+            length; measured worse for 80 % pruning on CIFAR-10, docs/optimize.md).
         path: where to write the pruned `.tflite`; the dense student is exported beside it
             (`<stem>.dense.tflite`) for the size comparison.
         quantization: export mode of both files (`keras_kd.export.QUANTIZATIONS`).
@@ -213,21 +245,24 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     ):
         raise ValueError("Invalid value for argument `target_sparsity`. Expected a fraction in "
                          f"(0, 1). Received: target_sparsity={target_sparsity!r}")
+    if isinstance(pruning_end, bool) or not isinstance(pruning_end, (int, float)) or (
+        not 0 < pruning_end <= 1
+    ):
+        raise ValueError("Invalid value for argument `pruning_end`. Expected a fraction in "
+                         f"(0, 1]. Received: pruning_end={pruning_end!r}")
+    _check_decay(learning_rate_decay)
     tf_keras, tfmot = legacy.modules()
     sparsity = tfmot.sparsity.keras
     if schedule is None:
-        steps = int(data.cardinality())
-        if steps < 1:
-            raise ValueError("Invalid value for argument `data`: the default pruning schedule "
-                             "needs a dataset of known length; pass `schedule`.")
-        schedule = _schedule(tfmot, float(target_sparsity), steps * epochs)
+        steps = _steps(data, "the default pruning schedule (or pass `schedule`)")
+        schedule = _schedule(tfmot, float(target_sparsity), steps * epochs, pruning_end)
     model = tf_keras.models.clone_model(
         bridge.to_tf_keras(student), clone_function=lambda layer: (
             sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
             if type(layer).__name__ in measure.PRUNED_WEIGHTS else layer))
     history = _distil(tf_keras, model, teacher, data, epochs, alpha, temperature, optimizer,
                       learning_rate, validation_data, [sparsity.UpdatePruningStep(), *(callbacks or [])],
-                      verbose)
+                      verbose, learning_rate_decay)
     stripped = sparsity.strip_pruning(model)
     pruned = keras.models.clone_model(student)
     pruned.set_weights(student.get_weights())
