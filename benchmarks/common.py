@@ -15,6 +15,20 @@ def load_mnist(path=DEFAULT_MNIST):
     return load_npz_arrays(path)
 
 
+STATISTICS = ("min", "median")
+
+
+def epoch_times(times, statistic):
+    """One time per variant from its repeats. `min` (default): on this project's shared VMs an
+    epoch sometimes stalls to the next multiple of about 5.12 s (seen as many epochs of
+    exactly 10.23 s), and a stall only ever adds time, so the fastest repeat is the best
+    estimate of the undisturbed epoch; `median` for machines without such stalls."""
+    import statistics as stats
+
+    pick = min if statistic == "min" else stats.median
+    return {k: pick(v) for k, v in times.items()}
+
+
 def write_outputs(results, out_prefix, markdown):
     """Writes `OUT.json` and `OUT.md` atomically and prints the Markdown."""
     from keras_kd import atomic

@@ -28,12 +28,14 @@ layers with stateless seeds): every variant below pays that pipeline.
   them) is timed separately.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
-time one epoch of each variant in turn. Absolute times on shared machines are noise; the
-ratios measured in the same run are the result. Untrained teacher weights are fine for
+time one epoch of each variant in turn; the ratios use the fastest repeat (`--statistic min`,
+see `common.epoch_times`). Absolute times on shared machines are noise; the ratios measured
+in the same run are the result. Untrained teacher weights are fine for
 timing (same arithmetic).
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -44,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import REPO, markdown_table, write_outputs  # noqa: E402
+from common import REPO, STATISTICS, epoch_times, markdown_table, write_outputs  # noqa: E402
 from train_throughput import ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot  # noqa: E402
 
 import keras_kd as kd  # noqa: E402
@@ -158,8 +160,8 @@ def build_variants(models, examples, n, batch_size, view_epochs):
     return variants, views_seconds
 
 
-def summarize(times, steps):
-    med = {k: statistics.median(v) for k, v in times.items()}
+def summarize(times, steps, statistic="min"):
+    med = epoch_times(times, statistic)
 
     def limit(name):
         return min(med[f"{name}_xla_on"], med[f"{name}_xla_off"])
@@ -169,13 +171,14 @@ def summarize(times, steps):
     ratios = {
         "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
         "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
+        "keras_kd_live_vs_limit_xla_off": med["keras_kd_live"] / med["limit_teacher_student_xla_off"],
         "keras_kd_live_bf16_teacher_vs_live": med["keras_kd_live_bf16_teacher"] / med["keras_kd_live"],
         "keras_kd_cached_vs_student_noaug_limit": med["keras_kd_cached"] / limit_s_noaug,
         "keras_kd_views_vs_student_limit": med["keras_kd_views"] / limit_s,
         "limit_teacher_student_vs_student_limit": limit_ts / limit_s,
         "teacher_inference_share_of_limit": med["teacher_inference"] / limit_ts,
     }
-    rows = [{"pair": "cifar10", "variant": k, "median_s": med[k], "min_s": min(v),
+    rows = [{"pair": "cifar10", "variant": k, "median_s": statistics.median(v), "min_s": min(v),
              "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
             for k, v in times.items()]
     return rows, ratios
@@ -190,7 +193,15 @@ def main(argv=None):
     p.add_argument("--view-epochs", type=int, default=2, help="epochs of replayed views stored")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
     p.add_argument("--out", default="results/image_throughput")
+    p.add_argument("--statistic", default="min", choices=STATISTICS,
+                   help="per-variant time from the repeats, for the ratios (common.epoch_times)")
+    p.add_argument("--summarize", metavar="JSON",
+                   help="recompute the tables and ratios of a saved run (its raw `seconds`) "
+                        "with --statistic, write them to --out, and train nothing")
     args = p.parse_args(argv)
+    if args.summarize:
+        with open(args.summarize) as f:
+            return report(json.load(f), args.statistic, args.out)
 
     splits = kd.data.load(args.data, batch_size=args.batch_size, seed=0)
     n = min(args.limit or splits.train_size, splits.train_size)
@@ -204,31 +215,38 @@ def main(argv=None):
     for _ in range(args.repeats):
         for name, run in variants.items():
             times[name].append(run())
-    rows, ratios = summarize(times, n // args.batch_size)
     views_per_epoch = views_seconds / args.view_epochs
     results = {
         "examples_per_epoch": n, "batch_size": args.batch_size, "repeats": args.repeats,
         "teacher": args.teacher or f"{TEACHER} (untrained)", "student": STUDENT,
         "cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
-        "seconds": times, "ratios": ratios, "rows": rows,
+        "seconds": times,
         "views": {"stored_epochs": args.view_epochs, "cache_views_seconds": views_seconds,
-                  "cache_views_seconds_per_epoch": views_per_epoch,
-                  "vs_student_epoch_from_views": views_per_epoch / statistics.median(
-                      times["keras_kd_views"])},
+                  "cache_views_seconds_per_epoch": views_per_epoch},
     }
+    report(results, args.statistic, args.out)
+
+
+def report(results, statistic, out):
+    """Tables, ratios and plot of a run's raw `seconds` (also of a saved run)."""
+    times, n, views = results["seconds"], results["examples_per_epoch"], results["views"]
+    rows, ratios = summarize(times, n // results["batch_size"], statistic)
+    views["vs_student_epoch_from_views"] = (
+        views["cache_views_seconds_per_epoch"] / epoch_times(times, statistic)["keras_kd_views"])
+    results.update(statistic=statistic, ratios=ratios, rows=rows)
     md = markdown_table(rows, [
         ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"), ("min_s", "min", ".2f"),
         ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".1f"),
-        ("vs_limit", "x limit (teacher+student)", ".2f")])
-    md += f"\n{n} images per epoch, batch {args.batch_size}, {args.repeats} repeats.\n"
+        ("vs_limit", f"x limit (teacher+student, {statistic})", ".2f")])
+    md += (f"\n{n} images per epoch, batch {results['batch_size']}, {results['repeats']} repeats; "
+           f"ratios of the {statistic} epoch times.\n")
     md += "\n" + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + "\n"
-    md += (f"\nReplayed views: the teacher's pass over {args.view_epochs} epochs of views took "
-           f"{views_seconds:.1f} s ({views_per_epoch:.1f} s per stored epoch, "
-           f"{results['views']['vs_student_epoch_from_views']:.2f}x a student epoch from the "
-           "views), paid once for every student, seed and method trained on them.\n")
-    write_outputs(results, args.out, md)
-    plot(rows, f"{args.out}.png")
-
+    md += (f"\nReplayed views: the teacher's pass over {views['stored_epochs']} epochs of views "
+           f"took {views['cache_views_seconds']:.1f} s ({views['cache_views_seconds_per_epoch']:.1f} s "
+           f"per stored epoch, {views['vs_student_epoch_from_views']:.2f}x a student epoch from "
+           "the views), paid once for every student, seed and method trained on them.\n")
+    write_outputs(results, out, md)
+    plot(rows, f"{out}.png")
 
 if __name__ == "__main__":
     main()

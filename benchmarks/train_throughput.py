@@ -16,11 +16,13 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
 time one epoch of each variant in turn, so that drift of a shared machine hits all variants
-alike. The table gives the median and the spread (min-max). Absolute times on shared machines
-are noise; the ratios measured in the same run are the result.
+alike. The table gives the median and the spread (min-max); the ratios use the fastest
+repeat (`--statistic min`, see `common.epoch_times`: stalls only add time). Absolute times on
+shared machines are noise; the ratios measured in the same run are the result.
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -30,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import DEFAULT_MNIST, load_mnist, markdown_table, write_outputs  # noqa: E402
+from common import DEFAULT_MNIST, STATISTICS, epoch_times, load_mnist, markdown_table, write_outputs  # noqa: E402
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import models  # noqa: E402
@@ -181,17 +183,20 @@ def run_pair(pair, x, y, batch_size, repeats):
     return times
 
 
-def summarize(pair, times, steps):
-    med = {k: statistics.median(v) for k, v in times.items()}
+def summarize(pair, times, steps, statistic="min"):
+    med = epoch_times(times, statistic)
     limit_ts = min(med["limit_teacher_student_xla_on"], med["limit_teacher_student_xla_off"])
     limit_s = min(med["limit_student_xla_on"], med["limit_student_xla_off"])
     ratios = {
         "keras_kd_live_vs_keras_distiller": med["keras_kd_live"] / med["keras_distiller"],
         "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
         "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
+        "keras_kd_live_xla_on_vs_limit": med["keras_kd_live_xla_on"] / limit_ts,
+        # the defaults' loop against the limit of the same XLA setting (off on CPUs)
+        "keras_kd_live_vs_limit_xla_off": med["keras_kd_live"] / med["limit_teacher_student_xla_off"],
         "keras_kd_cached_vs_student_limit": med["keras_kd_cached"] / limit_s,
     }
-    rows = [{"pair": pair, "variant": k, "median_s": med[k], "min_s": min(v), "max_s": max(v),
+    rows = [{"pair": pair, "variant": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
              "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
             for k, v in times.items()]
     return rows, ratios
@@ -234,29 +239,44 @@ def main(argv=None):
     p.add_argument("--cnn-train-size", type=int, default=10000, help="examples per epoch (CNN)")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
     p.add_argument("--out", default="results/train_throughput")
+    p.add_argument("--statistic", default="min", choices=STATISTICS,
+                   help="per-variant time from the repeats, for the ratios (common.epoch_times)")
+    p.add_argument("--summarize", metavar="JSON",
+                   help="recompute the tables and ratios of a saved run (its raw `seconds`) "
+                        "with --statistic, write them to --out, and train nothing")
     args = p.parse_args(argv)
+    if args.summarize:
+        with open(args.summarize) as f:
+            return report(json.load(f), args.statistic, args.out)
 
     (x, y), _ = load_mnist(args.data)
-    all_rows, results = [], {"batch_size": args.batch_size, "repeats": args.repeats,
-                             "cpus": os.cpu_count(), "tensorflow": tf.__version__,
-                             "keras": keras.__version__, "pairs": {}}
+    results = {"batch_size": args.batch_size, "repeats": args.repeats, "cpus": os.cpu_count(),
+               "tensorflow": tf.__version__, "keras": keras.__version__, "pairs": {}}
     for pair in args.pairs:
         size = args.train_size if pair == "mlp" else args.cnn_train_size
         times = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats)
-        rows, ratios = summarize(pair, times, size // args.batch_size)
+        results["pairs"][pair] = {"examples_per_epoch": size, "seconds": times}
+    report(results, args.statistic, args.out)
+
+
+def report(results, statistic, out):
+    """Tables, ratios and plot of a run's raw `seconds` (also of a saved run)."""
+    all_rows = []
+    for pair, r in results["pairs"].items():
+        rows, r["ratios"] = summarize(pair, r["seconds"],
+                                      r["examples_per_epoch"] // results["batch_size"], statistic)
         all_rows += rows
-        results["pairs"][pair] = {"examples_per_epoch": size, "seconds": times, "ratios": ratios}
-        print(pair, {k: round(v, 3) for k, v in ratios.items()}, flush=True)
+        print(pair, {k: round(v, 3) for k, v in r["ratios"].items()}, flush=True)
     md = markdown_table(all_rows, [
         ("pair", "pair", ""), ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"),
         ("min_s", "min", ".2f"), ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".2f"),
-        ("vs_limit", "x limit (teacher+student)", ".2f")])
+        ("vs_limit", f"x limit (teacher+student, {statistic})", ".2f")])
+    md += f"\nRatios of the {statistic} epoch times over {results['repeats']} repeats.\n"
     for pair, r in results["pairs"].items():
         md += f"\n{pair}: " + ", ".join(f"{k} = {v:.2f}" for k, v in r["ratios"].items()) + "\n"
-    results["rows"] = all_rows
-    write_outputs(results, args.out, md)
-    plot(all_rows, f"{args.out}.png")
-
+    results.update(statistic=statistic, rows=all_rows)
+    write_outputs(results, out, md)
+    plot(all_rows, f"{out}.png")
 
 if __name__ == "__main__":
     main()
