@@ -13,8 +13,9 @@ Rows, per student, scored on the 10,000 test images with the exported `.tflite` 
 
 Pruning is TFMOT magnitude pruning (PolynomialDecay from 0 to the target over the first
 --pruning-end of the steps, then training at the target) of the Conv2D / Dense kernels and
-SeparableConv2D pointwise kernels (TFMOT leaves depthwise kernels dense). Each row gives the measured sparsity of the pruned kernels
-and of the file's weight tensors, and the gzip -9 size of the file against the dense one.
+SeparableConv2D pointwise kernels (TFMOT leaves depthwise kernels dense). Each row gives the
+measured sparsity of the pruned kernels and of the file's weight tensors, and the gzip -9
+size of the file against the dense one.
 The results JSON is rewritten after each row; a rerun with the same budget resumes.
 """
 
