@@ -29,6 +29,23 @@ def epoch_times(times, statistic):
     return {k: pick(v) for k, v in times.items()}
 
 
+def add_summary_arguments(parser):
+    """`--statistic` and `--summarize`, shared by the throughput benchmarks."""
+    parser.add_argument("--statistic", default="min", choices=STATISTICS,
+                        help="per-variant time from the repeats, for the ratios (epoch_times)")
+    parser.add_argument("--summarize", metavar="JSON",
+                        help="recompute the tables and ratios of a saved run (its raw `seconds`) "
+                             "with --statistic, write them to --out, and train nothing")
+
+
+def saved_run(args):
+    """The results JSON named by `--summarize`, or None."""
+    if not args.summarize:
+        return None
+    with open(args.summarize) as f:
+        return json.load(f)
+
+
 def write_outputs(results, out_prefix, markdown):
     """Writes `OUT.json` and `OUT.md` atomically and prints the Markdown."""
     from keras_kd import atomic

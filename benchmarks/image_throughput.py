@@ -35,7 +35,6 @@ timing (same arithmetic).
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -46,7 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import REPO, STATISTICS, epoch_times, markdown_table, write_outputs  # noqa: E402
+from common import (REPO, add_summary_arguments, epoch_times, markdown_table,  # noqa: E402
+                    saved_run, write_outputs)
 from train_throughput import ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot  # noqa: E402
 
 import keras_kd as kd  # noqa: E402
@@ -193,15 +193,11 @@ def main(argv=None):
     p.add_argument("--view-epochs", type=int, default=2, help="epochs of replayed views stored")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
     p.add_argument("--out", default="results/image_throughput")
-    p.add_argument("--statistic", default="min", choices=STATISTICS,
-                   help="per-variant time from the repeats, for the ratios (common.epoch_times)")
-    p.add_argument("--summarize", metavar="JSON",
-                   help="recompute the tables and ratios of a saved run (its raw `seconds`) "
-                        "with --statistic, write them to --out, and train nothing")
+    add_summary_arguments(p)
     args = p.parse_args(argv)
-    if args.summarize:
-        with open(args.summarize) as f:
-            return report(json.load(f), args.statistic, args.out)
+    saved = saved_run(args)
+    if saved is not None:
+        return report(saved, args.statistic, args.out)
 
     splits = kd.data.load(args.data, batch_size=args.batch_size, seed=0)
     n = min(args.limit or splits.train_size, splits.train_size)

@@ -22,7 +22,6 @@ shared machines are noise; the ratios measured in the same run are the result.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,7 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import DEFAULT_MNIST, STATISTICS, epoch_times, load_mnist, markdown_table, write_outputs  # noqa: E402
+from common import (DEFAULT_MNIST, add_summary_arguments, epoch_times,  # noqa: E402
+                    load_mnist, markdown_table, saved_run, write_outputs)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import models  # noqa: E402
@@ -239,15 +239,11 @@ def main(argv=None):
     p.add_argument("--cnn-train-size", type=int, default=10000, help="examples per epoch (CNN)")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
     p.add_argument("--out", default="results/train_throughput")
-    p.add_argument("--statistic", default="min", choices=STATISTICS,
-                   help="per-variant time from the repeats, for the ratios (common.epoch_times)")
-    p.add_argument("--summarize", metavar="JSON",
-                   help="recompute the tables and ratios of a saved run (its raw `seconds`) "
-                        "with --statistic, write them to --out, and train nothing")
+    add_summary_arguments(p)
     args = p.parse_args(argv)
-    if args.summarize:
-        with open(args.summarize) as f:
-            return report(json.load(f), args.statistic, args.out)
+    saved = saved_run(args)
+    if saved is not None:
+        return report(saved, args.statistic, args.out)
 
     (x, y), _ = load_mnist(args.data)
     results = {"batch_size": args.batch_size, "repeats": args.repeats, "cpus": os.cpu_count(),

@@ -52,6 +52,19 @@ def positive_int(argument, value, allow_none=False):
     return int(value)
 
 
+def fraction(argument, value, one_allowed=False):
+    """Returns `value` as a float if it is a real number in (0, 1), or (0, 1] when
+    `one_allowed`."""
+    inside = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        0 < value < 1 or (one_allowed and value == 1))
+    if not inside:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`. Expected a fraction in "
+            f"(0, 1{']' if one_allowed else ')'}. Received: {argument}={value!r}"
+        )
+    return float(value)
+
+
 def non_negative_int(argument, value):
     """Returns `value` as an int if it is an integer >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:

@@ -60,13 +60,6 @@ def _check(student, epochs, alpha, temperature):
 LEARNING_RATE_DECAYS = ("constant", "cosine")
 
 
-def _check_decay(learning_rate_decay):
-    if learning_rate_decay not in LEARNING_RATE_DECAYS:
-        raise ValueError("Invalid value for argument `learning_rate_decay`. Expected one of "
-                         f"{LEARNING_RATE_DECAYS}. Received: "
-                         f"learning_rate_decay={learning_rate_decay!r}")
-
-
 def _distil(tf_keras, wrapped, teacher, data, epochs, alpha, temperature, optimizer,
             learning_rate, validation_data, callbacks, verbose, learning_rate_decay="constant"):
     distiller = legacy_distiller.make(tf_keras, wrapped, teacher, alpha, temperature)
@@ -240,22 +233,14 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     import keras
 
     alpha, temperature = _check(student, epochs, alpha, temperature)
-    if isinstance(target_sparsity, bool) or not isinstance(target_sparsity, (int, float)) or (
-        not 0 < target_sparsity < 1
-    ):
-        raise ValueError("Invalid value for argument `target_sparsity`. Expected a fraction in "
-                         f"(0, 1). Received: target_sparsity={target_sparsity!r}")
-    if isinstance(pruning_end, bool) or not isinstance(pruning_end, (int, float)) or (
-        not 0 < pruning_end <= 1
-    ):
-        raise ValueError("Invalid value for argument `pruning_end`. Expected a fraction in "
-                         f"(0, 1]. Received: pruning_end={pruning_end!r}")
-    _check_decay(learning_rate_decay)
+    target_sparsity = checks.fraction("target_sparsity", target_sparsity)
+    pruning_end = checks.fraction("pruning_end", pruning_end, one_allowed=True)
+    checks.one_of("learning_rate_decay", learning_rate_decay, LEARNING_RATE_DECAYS)
     tf_keras, tfmot = legacy.modules()
     sparsity = tfmot.sparsity.keras
     if schedule is None:
         steps = _steps(data, "the default pruning schedule (or pass `schedule`)")
-        schedule = _schedule(tfmot, float(target_sparsity), steps * epochs, pruning_end)
+        schedule = _schedule(tfmot, target_sparsity, steps * epochs, pruning_end)
     model = tf_keras.models.clone_model(
         bridge.to_tf_keras(student), clone_function=lambda layer: (
             sparsity.prune_low_magnitude(layer, pruning_schedule=schedule)
@@ -269,7 +254,7 @@ def prune_distill(student, teacher, data, *, target_sparsity=0.8, schedule=None,
     bridge.to_keras3(stripped, pruned)
     if recalibrate_batch_norm(pruned, data, batch_norm_batches):
         bridge.copy_weights(pruned, stripped)  # the same statistics on both sides
-    report = {"target_sparsity": float(target_sparsity)}
+    report = {"target_sparsity": target_sparsity}
     report["kernel_sparsity"], report["pruned_weights"] = measure.kernel_sparsity(pruned)
     result = CompressionResult(stripped, pruned, history, report=report)
     if path is not None:
