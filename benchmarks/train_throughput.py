@@ -11,7 +11,8 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
 - `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
   `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
-  batch_size=...)`, as a new user would) and with cached teacher logits (defaults).
+  batch_size=...)`, as a new user would, with defaults and with XLA on) and with cached
+  teacher logits (defaults; XLA on).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
@@ -167,11 +168,13 @@ def run_pair(pair, x, y, batch_size, repeats):
                          ("keras_kd_live_xla_on", {"jit_compile": True}),
                          ("keras_kd_live_steps_per_execution_1", {"steps_per_execution": 1})):
         variants[name] = fit_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), ds)
-    variants["keras_kd_live_numpy"] = fit_numpy_epoch(keras_kd_distiller(*fresh_pair(pair)), x, y,
-                                                      batch_size)
-    teacher, student = fresh_pair(pair)
-    variants["keras_kd_cached"] = fit_epoch(keras_kd_distiller(teacher, student),
-                                            kd.teachers.cache_logits(teacher, ds))
+    for name, kwargs in (("keras_kd_live_numpy", {}), ("keras_kd_live_numpy_xla_on", {"jit_compile": True})):
+        variants[name] = fit_numpy_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y,
+                                         batch_size)
+    for name, kwargs in (("keras_kd_cached", {}), ("keras_kd_cached_xla_on", {"jit_compile": True})):
+        teacher, student = fresh_pair(pair)
+        variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
+                                   kd.teachers.cache_logits(teacher, ds))
     variants["keras_distiller"] = fit_epoch(keras_distiller(*fresh_pair(pair)), ds)
 
     for name, run in variants.items():  # warm-up: tracing and compilation
@@ -192,10 +195,22 @@ def summarize(pair, times, steps, statistic="min"):
         "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
         "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
         "keras_kd_live_xla_on_vs_limit": med["keras_kd_live_xla_on"] / limit_ts,
-        # the defaults' loop against the limit of the same XLA setting (off on CPUs)
-        "keras_kd_live_vs_limit_xla_off": med["keras_kd_live"] / med["limit_teacher_student_xla_off"],
         "keras_kd_cached_vs_student_limit": med["keras_kd_cached"] / limit_s,
     }
+    # each loop against the limit of its own XLA setting (Keras' CPU default is XLA off);
+    # variants added later are absent from older saved runs
+    same_setting = {
+        "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
+        "keras_kd_live_numpy_vs_limit_xla_off": ("keras_kd_live_numpy",
+                                                 "limit_teacher_student_xla_off"),
+        "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
+                                                       "limit_teacher_student_xla_on"),
+        "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
+        "keras_kd_cached_xla_on_vs_student_limit_xla_on": ("keras_kd_cached_xla_on",
+                                                           "limit_student_xla_on"),
+    }
+    ratios.update({name: med[a] / med[b] for name, (a, b) in same_setting.items()
+                   if a in med and b in med})
     rows = [{"pair": pair, "variant": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
              "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
             for k, v in times.items()]

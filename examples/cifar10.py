@@ -8,7 +8,9 @@ data order, same augmentation, batch for batch), with the same optimizer and bud
   those views computed once (`keras_kd.views.cache_views`, shared by every student of a seed);
 - `keras_distillation`: Keras' own `keras.distillation.Distiller` in its best configuration
   (`LogitsDistillation(temperature=T, loss=keras.losses.KLDivergence())`, the softmax + T**2
-  path), running the teacher live on the same views.
+  path), running the teacher live on the same views;
+- `keras_kd_live` (on request): `keras_kd.Distiller` running the teacher live on the same views
+  instead of reading its stored outputs (stored views against live consistent distillation).
 
     python examples/cifar10_teacher.py                      # once: runs/cifar10/teacher.keras
     python examples/cifar10.py --seeds 0,1,2 --epochs 15     # the comparison
@@ -31,6 +33,9 @@ import keras_kd  # noqa: E402
 from keras_kd import atomic, data, models, views, workflows  # noqa: E402
 
 METHODS = ("scratch", "keras_kd", "keras_distillation")
+# `keras_kd_live`: keras_kd's Distiller running the teacher live on the same views (issue 14:
+# does a student trained from stored teacher outputs match live consistent distillation?)
+ALL_METHODS = METHODS + ("keras_kd_live",)
 AUGMENTATIONS = {
     "crop_flip": lambda: [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect"),
                           keras.layers.RandomFlip("horizontal")],
@@ -53,7 +58,7 @@ def _hard_loss(mixes):
 def _relevant(config, method):
     """The settings a method's result depends on: a scratch row serves every KD setting, a
     keras.distillation row every `--kd-epochs` (keras_kd's alone)."""
-    only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup")
+    only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup", "teacher_dtype")
     ignored = {"scratch": ("alpha", "temperature") + only_ours,
                "keras_distillation": only_ours}.get(method, ())
     return {k: v for k, v in config.items() if k not in ignored}
@@ -68,16 +73,20 @@ def run(method, student, teacher, replay, args):
     if method == "scratch":
         student.compile(optimizer=_optimizer(args, steps), loss=_hard_loss(mixes))
         student.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
-    elif method == "keras_kd":
+    elif method in ("keras_kd", "keras_kd_live"):
+        live = method == "keras_kd_live"
+        teacher_dtype = None if args.teacher_dtype == "float32" else args.teacher_dtype
         if args.loss == "dkd":
             # Zhao et al. 2022: CE + warm-up * DKD(alpha, beta, T); alpha = 1 (CE weight 1)
-            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment, terms=[
+            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment,
+                                           teacher_dtype=teacher_dtype if live else None, terms=[
                 keras_kd.terms.dkd(alpha=args.dkd_alpha, beta=args.dkd_beta,
                                    temperature=args.temperature,
                                    warmup_epochs=args.dkd_warmup)])
             distiller.compile(optimizer=_optimizer(args, steps), alpha=1.0)
         else:
-            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment)
+            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment,
+                                           teacher_dtype=teacher_dtype if live else None)
             distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
                               distillation_loss_fn=args.loss,
                               temperature=None if args.loss == "logits_mse" else args.temperature)
@@ -86,7 +95,8 @@ def run(method, student, teacher, replay, args):
             # distil first, then fit the labels alone (Cho & Hariharan 2019, "early-stopped" KD)
             callbacks.append(keras_kd.schedules.ScheduleCallback(
                 "alpha", keras_kd.schedules.Step([args.alpha, 1.0], [args.kd_epochs])))
-        distiller.fit(replay.dataset(), callbacks=callbacks, **fit)
+        # live: the same views without the stored logits, so the Distiller runs the teacher
+        distiller.fit(replay.dataset(teacher_logits=not live), callbacks=callbacks, **fit)
     else:
         distiller = keras.distillation.Distiller(
             teacher=teacher, student=student, student_loss_weight=args.alpha,
@@ -103,7 +113,8 @@ def main():
     p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10"))
     p.add_argument("--teacher", default="runs/cifar10/teacher.keras")
     p.add_argument("--students", default="cnn-small,mobile-small")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated, of {', '.join(ALL_METHODS)}")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--lr", type=float, default=1e-2)  # best of 2e-3, 5e-3, 1e-2 on validation
@@ -126,6 +137,10 @@ def main():
     p.add_argument("--view-epochs", type=int, default=None,
                    help="epochs of augmented views to store (default: --epochs); a longer "
                         "run replays them cyclically, for every method alike")
+    p.add_argument("--teacher-dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="keras_kd methods only: the teacher's precision for the stored views "
+                        "(keras_kd) or the live teacher (keras_kd_live); the student stays "
+                        "float32")
     p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
     p.add_argument("--eval", default="test", choices=("test", "validation"))
     p.add_argument("--limit", type=int, default=None, help="use the first N training images")
@@ -136,6 +151,10 @@ def main():
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     args = p.parse_args()
 
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        p.error(f"--methods: {','.join(unknown)} is not one of {', '.join(ALL_METHODS)}")
     splits = data.load(args.data, batch_size=128, seed=0)
     evaluation = splits.test if args.eval == "test" else splits.validation
     examples = splits.train_examples
@@ -149,7 +168,8 @@ def main():
         skip += ("dkd_alpha", "dkd_beta", "dkd_warmup")
     # options added after the first rows are left out at the value they stand for when absent,
     # so rows made before them stay valid
-    absent = {"kd_epochs": None, "loss": "kl_divergence", "view_epochs": args.epochs}
+    absent = {"kd_epochs": None, "loss": "kl_divergence", "view_epochs": args.epochs,
+              "teacher_dtype": "float32"}
     config = {k: v for k, v in vars(args).items()
               if k not in skip and not (k in absent and v == absent[k])}
     done = {(r["student"], r["seed"], r["method"]) for r in rows
@@ -158,16 +178,17 @@ def main():
     print(f"teacher {args.eval} accuracy {teacher_accuracy:.4f}")
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.time()
+        precision = "" if args.teacher_dtype == "float32" else f"_{args.teacher_dtype}"
         replay = views.cache_views(
             teacher, examples, AUGMENTATIONS[args.augment](), epochs=args.view_epochs,
-            batch_size=128, seed=seed, path=os.path.join(
-                args.views_dir,
-                f"{args.augment}_e{args.view_epochs}_s{seed}_n{args.limit or 'all'}.npz"))
+            batch_size=128, seed=seed, teacher_dtype=None if not precision else args.teacher_dtype,
+            path=os.path.join(args.views_dir, f"{args.augment}_e{args.view_epochs}_s{seed}"
+                                              f"_n{args.limit or 'all'}{precision}.npz"))
         views_seconds = time.time() - start
         for name in args.students.split(","):
             keras.utils.set_random_seed(seed)
             initial = models.build(name, splits.input_shape, splits.num_classes)
-            for method in args.methods.split(","):
+            for method in methods:
                 if (name, seed, method) in done:
                     continue
                 keras.utils.set_random_seed(seed)

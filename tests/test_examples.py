@@ -74,6 +74,8 @@ def _cifar10_slice(root, per_class):
 
 
 def test_cifar10_comparison_small_budget_and_resume(tmp_path):
+    import keras
+
     from keras_kd import models
 
     folder = _cifar10_slice(tmp_path / "cifar10", per_class=24)
@@ -109,6 +111,28 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     assert (config["epochs"], config["view_epochs"]) == (2, 1)
     assert "dkd_beta" not in rows[1]["config"] and "view_epochs" not in rows[1]["config"]
     assert len(list((tmp_path / "views").glob("*.npz"))) == 1
+
+    # the live teacher on the same views trains the same student as the stored views: the
+    # stored logits are the teacher's outputs on exactly those views
+    live = run_example(*args, "--methods", "keras_kd_live", script="cifar10.py")
+    assert live.returncode == 0, live.stderr[-3000:]
+    rows_live = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [r["method"] for r in rows_live[4:]] == ["keras_kd_live"]
+    stored_student = keras.saving.load_model(tmp_path / "students" / "mobile-small_keras_kd_s0.keras")
+    live_student = keras.saving.load_model(tmp_path / "students" / "mobile-small_keras_kd_live_s0.keras")
+    for a, b in zip(stored_student.get_weights(), live_student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert rows_live[4]["test_accuracy"] == rows[1]["test_accuracy"]
+    # a bfloat16 teacher stores its own views (another file) and is recorded in the row
+    bf16 = run_example(*args[:-2], "--methods", "keras_kd", "--teacher-dtype", "bfloat16",
+                       script="cifar10.py")
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    row_bf16 = json.loads((tmp_path / "rows.json").read_text())["rows"][5]
+    assert (row_bf16["method"], row_bf16["config"]["teacher_dtype"]) == ("keras_kd", "bfloat16")
+    assert "teacher_dtype" not in rows[1]["config"]
+    assert sorted(p.name for p in (tmp_path / "views").glob("*.npz"))[1].endswith("_bfloat16.npz")
+    wrong = run_example(*args, "--methods", "keras_kd,live", script="cifar10.py")
+    assert wrong.returncode == 2 and "--methods: live is not one of" in wrong.stderr
 
     (tmp_path / "rows.json").write_text(json.dumps({"rows": rows}))
     summary = run_example(str(tmp_path / "rows.json"), "--tflite-dir", str(tmp_path / "none"),
