@@ -143,7 +143,10 @@ def main():
                         "float32")
     p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
     p.add_argument("--eval", default="test", choices=("test", "validation"))
-    p.add_argument("--limit", type=int, default=None, help="use the first N training images")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on a fixed random sample of N training images (the same for "
+                        "every seed and method; the folder lists images class by class, so the "
+                        "first N would hold only the first classes)")
     p.add_argument("--views-dir", default="runs/cifar10/views")
     p.add_argument("--out", default="runs/cifar10/compare.json")
     p.add_argument("--save-dir", default=None,
@@ -159,7 +162,8 @@ def main():
     evaluation = splits.test if args.eval == "test" else splits.validation
     examples = splits.train_examples
     if args.limit:
-        examples = examples.take(args.limit)
+        examples = examples.shuffle(splits.train_size, seed=0,
+                                    reshuffle_each_iteration=False).take(args.limit)
     teacher = keras.saving.load_model(args.teacher)
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     args.view_epochs = args.view_epochs or args.epochs
