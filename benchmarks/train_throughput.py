@@ -168,10 +168,11 @@ def run_pair(pair, x, y, batch_size, repeats):
                          ("keras_kd_live_xla_on", {"jit_compile": True}),
                          ("keras_kd_live_steps_per_execution_1", {"steps_per_execution": 1})):
         variants[name] = fit_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), ds)
-    for name, kwargs in (("keras_kd_live_numpy", {}), ("keras_kd_live_numpy_xla_on", {"jit_compile": True})):
+    xla = {"jit_compile": True}
+    for name, kwargs in (("keras_kd_live_numpy", {}), ("keras_kd_live_numpy_xla_on", xla)):
         variants[name] = fit_numpy_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y,
                                          batch_size)
-    for name, kwargs in (("keras_kd_cached", {}), ("keras_kd_cached_xla_on", {"jit_compile": True})):
+    for name, kwargs in (("keras_kd_cached", {}), ("keras_kd_cached_xla_on", xla)):
         teacher, student = fresh_pair(pair)
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
                                    kd.teachers.cache_logits(teacher, ds))

@@ -118,8 +118,9 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     assert live.returncode == 0, live.stderr[-3000:]
     rows_live = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert [r["method"] for r in rows_live[4:]] == ["keras_kd_live"]
-    stored_student = keras.saving.load_model(tmp_path / "students" / "mobile-small_keras_kd_s0.keras")
-    live_student = keras.saving.load_model(tmp_path / "students" / "mobile-small_keras_kd_live_s0.keras")
+    saved = tmp_path / "students"
+    stored_student = keras.saving.load_model(saved / "mobile-small_keras_kd_s0.keras")
+    live_student = keras.saving.load_model(saved / "mobile-small_keras_kd_live_s0.keras")
     for a, b in zip(stored_student.get_weights(), live_student.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert rows_live[4]["test_accuracy"] == rows[1]["test_accuracy"]
