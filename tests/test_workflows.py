@@ -89,7 +89,10 @@ def test_predict_labelled_is_the_models_output_and_the_class_indices():
     splits = data.from_arrays((x, y), (xt, yt), batch_size=8)
     splits.test = splits.test.map(lambda a, b: (a, keras.ops.one_hot(b, 3)))  # one-hot labels
     predictions = workflows.predict_labelled(model, splits.test)
-    np.testing.assert_allclose(predictions.logits, model.predict(xt, verbose=0), atol=1e-6)
+    # the same model on other batch sizes (8 here, 32 in predict): float32 rounding only (an
+    # AMD EPYC without AVX-512 differs by 4e-6 on logits of about 20)
+    np.testing.assert_allclose(predictions.logits, model.predict(xt, verbose=0), rtol=1e-6,
+                               atol=1e-5)
     np.testing.assert_array_equal(predictions.labels, yt)
     expected = np.mean(np.argmax(predictions.logits, -1) == yt)
     assert workflows.accuracy_of(predictions) == pytest.approx(expected)
