@@ -75,18 +75,17 @@ def run(method, student, teacher, replay, args):
         student.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
     elif method in ("keras_kd", "keras_kd_live"):
         live = method == "keras_kd_live"
-        teacher_dtype = None if args.teacher_dtype == "float32" else args.teacher_dtype
+        # stored views already hold the outputs of a teacher in --teacher-dtype
+        common = dict(augment=replay.augment, teacher_dtype=args.teacher_dtype if live else None)
         if args.loss == "dkd":
             # Zhao et al. 2022: CE + warm-up * DKD(alpha, beta, T); alpha = 1 (CE weight 1)
-            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment,
-                                           teacher_dtype=teacher_dtype if live else None, terms=[
+            distiller = keras_kd.Distiller(student, teacher, **common, terms=[
                 keras_kd.terms.dkd(alpha=args.dkd_alpha, beta=args.dkd_beta,
                                    temperature=args.temperature,
                                    warmup_epochs=args.dkd_warmup)])
             distiller.compile(optimizer=_optimizer(args, steps), alpha=1.0)
         else:
-            distiller = keras_kd.Distiller(student, teacher, augment=replay.augment,
-                                           teacher_dtype=teacher_dtype if live else None)
+            distiller = keras_kd.Distiller(student, teacher, **common)
             distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
                               distillation_loss_fn=args.loss,
                               temperature=None if args.loss == "logits_mse" else args.temperature)
@@ -185,7 +184,7 @@ def main():
         precision = "" if args.teacher_dtype == "float32" else f"_{args.teacher_dtype}"
         replay = views.cache_views(
             teacher, examples, AUGMENTATIONS[args.augment](), epochs=args.view_epochs,
-            batch_size=128, seed=seed, teacher_dtype=None if not precision else args.teacher_dtype,
+            batch_size=128, seed=seed, teacher_dtype=args.teacher_dtype,
             path=os.path.join(args.views_dir, f"{args.augment}_e{args.view_epochs}_s{seed}"
                                               f"_n{args.limit or 'all'}{precision}.npz"))
         views_seconds = time.time() - start
