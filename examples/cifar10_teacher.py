@@ -1,4 +1,5 @@
-"""Trains the CIFAR-10 reference teacher (ResNet-20, raw pixels in) once, for reuse.
+"""Trains the CIFAR-10 reference teacher (ResNet-20, or ResNet-8 with --model, raw pixels in)
+once, for reuse.
 
     python examples/cifar10_teacher.py --data ../shared/data/cifar10 --epochs 30 \
         --output runs/cifar10/teacher.keras
@@ -34,6 +35,9 @@ def main():
     p.add_argument("--data", default=os.path.join("..", "shared", "data", "cifar10"))
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", choices=("resnet-teacher", "resnet8-teacher"),
+                   default="resnet-teacher", help="resnet8-teacher: a second, cheaper teacher "
+                                                  "(for --method ensemble of methods_cifar10.py)")
     p.add_argument("--output", default="runs/cifar10/teacher.keras")
     args = p.parse_args()
     keras.utils.set_random_seed(args.seed)
@@ -41,7 +45,7 @@ def main():
     augment = augmentation(args.seed)
     train = splits.train.map(lambda x, y: (augment(x, training=True), y),
                              num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-    teacher = models.build("resnet-teacher", splits.input_shape, splits.num_classes)
+    teacher = models.build(args.model, splits.input_shape, splits.num_classes)
     steps = -(-splits.train_size // 128)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=(args.epochs - 2) * steps, warmup_target=0.1, warmup_steps=2 * steps)
@@ -55,7 +59,7 @@ def main():
     seconds = time.time() - start
     test_acc = teacher.evaluate(splits.test, verbose=0, return_dict=True)["accuracy"]
     atomic.save_model(teacher, args.output)
-    results = {"model": "resnet-teacher", "params": teacher.count_params(), "epochs": args.epochs,
+    results = {"model": args.model, "params": teacher.count_params(), "epochs": args.epochs,
                "seed": args.seed, "train_seconds": round(seconds, 1), "test_accuracy": test_acc,
                "val_accuracy": history.history["val_accuracy"][-1],
                "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.history.items()}}

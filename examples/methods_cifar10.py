@@ -23,7 +23,9 @@ Per seed `s`: `keras.utils.set_random_seed(s)` (student initialisation and the d
 augmentation seed `s`; the validation carving is the teacher's (data seed 0). The validation
 split is monitored each epoch; the test split is scored once, at the end. Rows are written
 atomically to OUTPUT/METHOD-STUDENT-seedS.json; a row that exists is skipped (resume).
-`--limit N` uses N training examples (and N validation/test examples): for smoke tests.
+`--limit N` trains on a fixed random sample of N training examples (data seed 0, the same
+for every method and seed) and scores N validation/test examples (all of them when N is at
+least the split's size: `--limit 10240` scores the full 5,000 and 10,000).
 """
 
 import argparse
@@ -37,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import seed_table  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from keras_kd import Distiller, TeacherEnsemble, atomic, data, models, search, terms  # noqa: E402
 from keras_kd import ensemble as ensemble_lib  # noqa: E402
@@ -95,13 +98,24 @@ def method_setup(args, student, teacher):
     return teacher, None, kd, {}
 
 
-def limited(dataset, args, shuffle=False):
-    """The first `--limit` examples (of a seeded shuffle, for the class-ordered eval splits)."""
+def limited(dataset, args):
+    """The first `--limit` examples of a seeded shuffle (the eval splits are class-ordered)."""
     if not args.limit:
         return dataset
-    if shuffle:
-        return dataset.unbatch().shuffle(20000, seed=0).take(args.limit).batch(args.batch_size)
-    return dataset.take(-(-args.limit // args.batch_size))
+    return dataset.unbatch().shuffle(20000, seed=0).take(args.limit).batch(args.batch_size)
+
+
+def training_data(splits, args):
+    """The training split; with `--limit N`, a fixed random sample of N training examples
+    (data seed 0, the same for every method and seed), reshuffled each epoch with the seed."""
+    if not args.limit:
+        return splits.train
+    sample = splits.train_examples.shuffle(splits.train_size, seed=0,
+                                           reshuffle_each_iteration=False).take(args.limit)
+    return (sample.cache().shuffle(args.limit, seed=args.seed, reshuffle_each_iteration=True)
+            .batch(args.batch_size)
+            .map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def build_distiller(args, splits, teacher_model, setting=None, epochs=None):
@@ -125,7 +139,7 @@ def run(args):
         print(f"skip: {path} exists")
         return
     splits = data.load(args.data, batch_size=args.batch_size, seed=0)
-    train, validation = limited(splits.train, args), limited(splits.validation, args, True)
+    train, validation = training_data(splits, args), limited(splits.validation, args)
     teacher = keras.saving.load_model(args.teacher)
     start = time.time()
     extra = {}
@@ -145,7 +159,7 @@ def run(args):
     row = {"method": args.method, "student": args.student, "seed": args.seed,
            "epochs": args.epochs, "limit": args.limit, "params": student.count_params(),
            "test_accuracy": workflows.accuracy(
-               student, types.SimpleNamespace(test=limited(splits.test, args, True))),
+               student, types.SimpleNamespace(test=limited(splits.test, args))),
            "val_accuracy": history.get("val_accuracy", [None])[-1],
            "train_seconds": round(time.time() - start, 1), "settings": facts, **extra,
            "history": {k: [round(float(v), 5) for v in vs] for k, vs in history.items()}}

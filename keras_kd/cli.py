@@ -23,7 +23,7 @@ prints a table and a report (report.md, PNG plots)."""
 # Known here without importing TensorFlow, so that a bad value fails at once; tests check
 # that each equals the list of the module that owns it.
 MODEL_NAMES = ("cnn-small", "cnn-student", "cnn-teacher", "mlp-student", "mlp-teacher", "mlp-tiny",
-               "mobile-small", "resnet-teacher")
+               "mobile-small", "resnet-teacher", "resnet8-teacher")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "qat")
 PRECISIONS = ("off", "auto", "mixed_float16", "mixed_bfloat16")

@@ -12,6 +12,7 @@ wrong on the device:
 | name             | what                                                     | parameters |
 |------------------|----------------------------------------------------------|------------|
 | `resnet-teacher` | ResNet-20 (He et al. 2016, CIFAR variant, widths 16-32-64) | ~0.27M   |
+| `resnet8-teacher`| ResNet-8, the same with one block per stage (a second, cheaper teacher for ensembles) | ~78k |
 | `cnn-small`      | plain conv-BN-ReLU CNN, 16-32-64 filters, global pooling  | ~25k      |
 | `mobile-small`   | depthwise-separable (MobileNet-style) blocks              | ~25k      |
 
@@ -191,6 +192,7 @@ _BUILDERS = {
     "cnn-student": lambda s, n: cnn(s, n, (8, 16), dense=32, name="cnn_student"),
     # Raw-pixel image models (32x32 RGB): see the module docstring.
     "resnet-teacher": lambda s, n: resnet(s, n, name="resnet20_teacher"),
+    "resnet8-teacher": lambda s, n: resnet(s, n, blocks=1, name="resnet8_teacher"),
     "cnn-small": lambda s, n: cnn_small(s, n),
     "mobile-small": lambda s, n: mobile_small(s, n),
 }

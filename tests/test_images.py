@@ -111,6 +111,7 @@ def test_cifar10_folder_decodes_the_jpeg_files_with_the_accurate_dct(tmp_path):
 
 
 @pytest.mark.parametrize("name,low,high", [("resnet-teacher", 250_000, 320_000),
+                                           ("resnet8-teacher", 70_000, 90_000),
                                            ("cnn-small", 20_000, 30_000),
                                            ("mobile-small", 20_000, 30_000)])
 def test_image_models_take_raw_pixels(name, low, high):
