@@ -6,6 +6,8 @@ runs at collection time, before any test module creates a tensor.
 
 import os
 import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,6 +25,15 @@ MNIST = pathlib.Path(
     os.environ.get("KERAS_KD_MNIST", REPO.parent / "shared" / "data" / "mnist.npz")
 )
 
+
+
+def run_example(*args, script="mnist_hinton.py"):
+    """An example script in a subprocess, importing this checkout's keras_kd."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "examples" / script), *args],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 @pytest.fixture(scope="session")
 def mnist_path():
