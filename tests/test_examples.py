@@ -26,11 +26,11 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
         assert len(counts) == 2 and all(0 < c < 2500 for c in counts)
         assert results["mean_errors"][run] == round(float(np.mean(counts)), 1)
         assert f"{run:<26}{results['mean_errors'][run]:>8g}" in proc.stdout
-    # The saved teacher is reused, not retrained.
+    # The saved teacher is reused, not retrained; this time the students distil with DKD.
     assert (tmp_path / "teacher.keras").exists()
     again = run_example("--data", mnist_path, "--teacher-epochs", "1", "--student-epochs", "1",
-                        "--only", "2x20", "--seeds-20", "0", "--validation",
-                        "--teacher-path", str(tmp_path / "teacher.keras"),
+                        "--only", "2x20", "--seeds-20", "0", "--validation", "--loss", "dkd",
+                        "--temperature-20", "4", "--teacher-path", str(tmp_path / "teacher.keras"),
                         "--out", str(tmp_path / "again.json"), "--verbose", "0")
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = json.loads((tmp_path / "again.json").read_text())
@@ -38,7 +38,10 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
     assert rerun["errors"]["teacher_2x1200"] == results["errors"]["teacher_2x1200"]
     # Same seed, same initial weights and data order: the same error counts.
     assert rerun["errors"]["scratch_2x20"] == results["errors"]["scratch_2x20"][:1]
-    assert rerun["errors"]["distilled_2x20_T2"] == results["errors"]["distilled_2x20_T2"][:1]
+    assert set(rerun["errors"]) == {"teacher_2x1200", "scratch_2x20", "dkd_2x20_T4_b8"}
+    assert 0 < rerun["errors"]["dkd_2x20_T4_b8"][0] < 2500
+    assert rerun["dkd_warmup_epochs"] == 1 and rerun["budget"]["loss"] == "dkd"
+    assert "dkd_2x20_T4_b8" in again.stdout
 
 
 def test_mnist_hinton_names_a_bad_seed_list(tmp_path):
