@@ -2,6 +2,8 @@
 
     python benchmarks/train_throughput.py                    # MLP and CNN pairs on MNIST
     python benchmarks/train_throughput.py --pairs mlp --repeats 3
+    python benchmarks/train_throughput.py --pairs mlp --variants keras_kd_live_numpy \
+        keras_kd_live_numpy_later_epoch       # these (and the limits) only
 
 For each teacher/student pair, on identical models, data and batch size, in one run:
 - `limit_*`: the same arithmetic (teacher forward, student forward/backward, Adam update) in
@@ -11,8 +13,9 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
 - `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
   `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
-  batch_size=...)`, as a new user would, with defaults and with XLA on) and with cached
-  teacher logits (defaults; XLA on).
+  batch_size=...)`, as a new user would, with defaults and with XLA on; `_later_epoch`: the
+  second epoch of one `fit(..., epochs=2)`, without the once-per-`fit` array adapter) and
+  with cached teacher logits (defaults; XLA on).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
@@ -75,6 +78,18 @@ def fit_numpy_epoch(model, x, y, batch_size):
         start = time.perf_counter()
         model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
         return time.perf_counter() - start
+    return run
+
+
+def fit_numpy_later_epoch(model, x, y, batch_size):
+    """A callable timing the second epoch of one `fit(x, y, batch_size=..., epochs=2)` on
+    numpy arrays: what each epoch after the first costs a user, without the once-per-`fit`
+    cost of Keras' array adapter (the arrays become a dataset)."""
+    timer = EpochTimer()
+
+    def run():
+        model.fit(x, y, batch_size=batch_size, epochs=2, verbose=0, callbacks=[timer])
+        return timer.times[-1]
     return run
 
 
@@ -144,8 +159,9 @@ def keras_kd_distiller(teacher, student, **compile_kwargs):
     return distiller
 
 
-def run_pair(pair, x, y, batch_size, repeats):
-    """Builds every variant, warms each up, then times `repeats` epochs round-robin."""
+def run_pair(pair, x, y, batch_size, repeats, only=None):
+    """Builds every variant (or the limits and `only`), warms each up, then times `repeats`
+    epochs round-robin."""
     n = (len(x) // batch_size) * batch_size
     x, y = x[:n], y[:n]
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(
@@ -172,12 +188,16 @@ def run_pair(pair, x, y, batch_size, repeats):
     for name, kwargs in (("keras_kd_live_numpy", {}), ("keras_kd_live_numpy_xla_on", xla)):
         variants[name] = fit_numpy_epoch(keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y,
                                          batch_size)
+        variants[f"{name}_later_epoch"] = fit_numpy_later_epoch(
+            keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y, batch_size)
     for name, kwargs in (("keras_kd_cached", {}), ("keras_kd_cached_xla_on", xla)):
         teacher, student = fresh_pair(pair)
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
                                    kd.teachers.cache_logits(teacher, ds))
     variants["keras_distiller"] = fit_epoch(keras_distiller(*fresh_pair(pair)), ds)
 
+    if only:  # the limits are always timed: every ratio needs them
+        variants = {k: v for k, v in variants.items() if k.startswith("limit_") or k in only}
     for name, run in variants.items():  # warm-up: tracing and compilation
         run()
     times = {name: [] for name in variants}
@@ -191,27 +211,31 @@ def summarize(pair, times, steps, statistic="min"):
     med = epoch_times(times, statistic)
     limit_ts = min(med["limit_teacher_student_xla_on"], med["limit_teacher_student_xla_off"])
     limit_s = min(med["limit_student_xla_on"], med["limit_student_xla_off"])
-    ratios = {
-        "keras_kd_live_vs_keras_distiller": med["keras_kd_live"] / med["keras_distiller"],
-        "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
-        "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
-        "keras_kd_live_xla_on_vs_limit": med["keras_kd_live_xla_on"] / limit_ts,
-        "keras_kd_cached_vs_student_limit": med["keras_kd_cached"] / limit_s,
-    }
-    # each loop against the limit of its own XLA setting (Keras' CPU default is XLA off);
-    # variants added later are absent from older saved runs
-    same_setting = {
+    # against the faster limit, and each loop against the limit of its own XLA setting
+    # (Keras' CPU default is XLA off); variants added later are absent from older saved runs
+    # and `--variants` times a subset: a ratio is given where both of its times exist
+    med = {**med, "limit": limit_ts, "student_limit": limit_s}
+    ratio_of = {
+        "keras_kd_live_vs_keras_distiller": ("keras_kd_live", "keras_distiller"),
+        "keras_kd_live_vs_limit": ("keras_kd_live", "limit"),
+        "keras_kd_live_numpy_vs_limit": ("keras_kd_live_numpy", "limit"),
+        "keras_kd_live_xla_on_vs_limit": ("keras_kd_live_xla_on", "limit"),
+        "keras_kd_cached_vs_student_limit": ("keras_kd_cached", "student_limit"),
         "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_vs_limit_xla_off": ("keras_kd_live_numpy",
                                                  "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
                                                        "limit_teacher_student_xla_on"),
+        "keras_kd_live_numpy_later_epoch_vs_limit_xla_off": (
+            "keras_kd_live_numpy_later_epoch", "limit_teacher_student_xla_off"),
+        "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (
+            "keras_kd_live_numpy_xla_on_later_epoch", "limit_teacher_student_xla_on"),
         "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
         "keras_kd_cached_xla_on_vs_student_limit_xla_on": ("keras_kd_cached_xla_on",
                                                            "limit_student_xla_on"),
     }
-    ratios.update({name: med[a] / med[b] for name, (a, b) in same_setting.items()
-                   if a in med and b in med})
+    ratios = {name: med[a] / med[b] for name, (a, b) in ratio_of.items()
+              if a in med and b in med}
     rows = [{"pair": pair, "variant": k, "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v),
              "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
             for k, v in times.items()]
@@ -254,6 +278,8 @@ def main(argv=None):
     p.add_argument("--train-size", type=int, default=60000, help="examples per epoch (MLP)")
     p.add_argument("--cnn-train-size", type=int, default=10000, help="examples per epoch (CNN)")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per variant")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help="time only these variants (and the limits); default: all")
     p.add_argument("--out", default="results/train_throughput")
     add_summary_arguments(p)
     args = p.parse_args(argv)
@@ -266,7 +292,7 @@ def main(argv=None):
                "tensorflow": tf.__version__, "keras": keras.__version__, "pairs": {}}
     for pair in args.pairs:
         size = args.train_size if pair == "mlp" else args.cnn_train_size
-        times = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats)
+        times = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats, args.variants)
         results["pairs"][pair] = {"examples_per_epoch": size, "seconds": times}
     report(results, args.statistic, args.out)
 
