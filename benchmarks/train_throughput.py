@@ -196,6 +196,9 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
                                    kd.teachers.cache_logits(teacher, ds))
     variants["keras_distiller"] = fit_epoch(keras_distiller(*fresh_pair(pair)), ds)
 
+    unknown = sorted(set(only or ()) - set(variants))
+    if unknown:
+        raise SystemExit(f"--variants: {', '.join(unknown)} is not one of {', '.join(variants)}")
     if only:  # the limits are always timed: every ratio needs them
         variants = {k: v for k, v in variants.items() if k.startswith("limit_") or k in only}
     for name, run in variants.items():  # warm-up: tracing and compilation
