@@ -159,10 +159,7 @@ def main():
         p.error(f"--methods: {','.join(unknown)} is not one of {', '.join(ALL_METHODS)}")
     splits = data.load(args.data, batch_size=128, seed=0)
     evaluation = splits.test if args.eval == "test" else splits.validation
-    examples = splits.train_examples
-    if args.limit:
-        examples = examples.shuffle(splits.train_size, seed=0,
-                                    reshuffle_each_iteration=False).take(args.limit)
+    examples = data.fixed_sample(splits, args.limit) if args.limit else splits.train_examples
     teacher = keras.saving.load_model(args.teacher)
     rows = json.load(open(args.out))["rows"] if os.path.exists(args.out) else []
     args.view_epochs = args.view_epochs or args.epochs

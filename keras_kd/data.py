@@ -560,6 +560,15 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
     )
 
 
+def fixed_sample(splits, n, seed=0):
+    """A fixed random sample of `n` training examples of `splits` (unbatched, the same on
+    every iteration): a smaller training set that still holds every class (folder splits
+    list their images class by class)."""
+    checks.positive_int("n", n)
+    return splits.train_examples.shuffle(splits.train_size, seed=seed,
+                                         reshuffle_each_iteration=False).take(n)
+
+
 def load(source, *, batch_size=128, seed=0, data_dir=None, download=True, cache=True,
          validation_split=None):
     """Loads `source` as batched, prefetched `DataSplits` (see the module docstring).
