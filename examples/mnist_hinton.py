@@ -3,7 +3,7 @@
 Trains the 2x1200 teacher (dropout, inputs jittered by up to 2 pixels), then the 2x800 and
 2x20 students twice each from the same initial weights: from scratch on the labels alone, and
 distilled from the teacher (2x800 at T=20 and alpha=0.1 as in the paper; 2x20 at T=2 and
-alpha=0.3; `--loss dkd`: Decoupled KD instead). The 2x20 pair runs once per seed in
+alpha=0.3; `--loss dkd`: Decoupled KD instead; `--hint`: plus a FitNets hint). The 2x20 pair runs once per seed in
 --seeds-20 (five by default): on a net this small one seed's data order moves the error count
 by as much as distillation does, so the claim is the mean. Each student uses its own learning
 rate, chosen on a validation split held out of the training set (README): the distilled 2x20
@@ -15,6 +15,7 @@ counts beside the paper's, writes JSON.
     python examples/mnist_hinton.py --teacher-epochs 2 --student-epochs 2   # smoke run
     python examples/mnist_hinton.py --validation --only 2x20 --lr-20 1e-2   # tune on 50k/10k
     python examples/mnist_hinton.py --only 2x20 --loss dkd --temperature-20 4   # DKD students
+    python examples/mnist_hinton.py --only 2x20 --hint dense_1:dense_1   # + FitNets hint
 
 Data: ../shared/data/mnist.npz by default (keras.datasets layout), override with --data or
 the KERAS_KD_MNIST environment variable.
@@ -82,18 +83,25 @@ def train_distilled(name, teacher, temperature, alpha, lr, seed, x_train, y_trai
                     args, steps):
     keras.utils.set_random_seed(seed)  # same initial weights and data order as the scratch twin
     student = models.build(name, x_train.shape[1:], 10)
-    train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, seed)
     optimizer = workflows.optimizer(lr, args.student_epochs, steps)
     if args.loss == "dkd":
         # Zhao et al. 2022: CE + warm-up * DKD(alpha, beta, T); the labels' weight is 1
-        distiller = kd.Distiller(student=student, teacher=teacher, terms=[kd.terms.dkd(
-            alpha=args.dkd_alpha, beta=args.dkd_beta, temperature=temperature,
-            warmup_epochs=dkd_warmup(args))])
-        distiller.compile(optimizer=optimizer, metrics=["accuracy"], alpha=1.0)
+        term_list = [kd.terms.dkd(alpha=args.dkd_alpha, beta=args.dkd_beta,
+                                  temperature=temperature, warmup_epochs=dkd_warmup(args))]
+        options = {"alpha": 1.0}
     else:
-        distiller = kd.Distiller(student=student, teacher=teacher)
-        distiller.compile(optimizer=optimizer, metrics=["accuracy"], alpha=alpha,
-                          temperature=temperature)
+        term_list = [kd.terms.Logits()]
+        options = {"alpha": alpha, "temperature": temperature}
+    if args.hint:
+        # FitNets: the hint reads a hidden layer of the teacher, so the teacher runs live on the
+        # same un-jittered images (its logits are the cached ones' values)
+        teacher_layer, student_layer = args.hint
+        term_list.append(kd.terms.Hint(teacher_layer, student_layer, weight=args.hint_weight))
+        train_ds = pipelines(x_train, y_train, args.batch_size, seed, False)
+    else:
+        train_ds = cached_pipeline(teacher, x_train, y_train, args.batch_size, seed)
+    distiller = kd.Distiller(student=student, teacher=teacher, terms=term_list)
+    distiller.compile(optimizer=optimizer, metrics=["accuracy"], **options)
     distiller.fit(train_ds, epochs=args.student_epochs, verbose=args.verbose)
     return errors(student, x_test, y_test)
 
@@ -107,9 +115,20 @@ def dkd_warmup(args):
 
 def distilled_name(args, label, temperature):
     """The results key of a distilled student (`distilled_*` for Hinton's loss)."""
-    if args.loss == "dkd":
-        return f"dkd_{label}_T{temperature:g}_b{args.dkd_beta:g}"
-    return f"distilled_{label}_T{temperature:g}"
+    name = (f"dkd_{label}_T{temperature:g}_b{args.dkd_beta:g}" if args.loss == "dkd"
+            else f"distilled_{label}_T{temperature:g}")
+    if args.hint:
+        name = f"hint_{'-'.join(args.hint)}_w{args.hint_weight:g}_{name}"
+    return name
+
+
+def layer_pair(text):
+    """`TEACHER_LAYER:STUDENT_LAYER` as a pair of names."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"expected TEACHER_LAYER:STUDENT_LAYER such as dense_1:dense_1; received {text!r}")
+    return tuple(parts)
 
 
 def seed_list(text):
@@ -134,6 +153,9 @@ def main(argv=None):
                              "it and save it there")
     parser.add_argument("--only", choices=("2x800", "2x20"), default=None,
                         help="train only this student pair")
+    parser.add_argument("--no-scratch", action="store_true",
+                        help="train only the distilled students (their scratch twins, same seeds "
+                             "and budget, come from an earlier run)")
     parser.add_argument("--validation", action="store_true",
                         help="for tuning: students train on the first 50,000 training images and "
                              "are scored on the last 10,000 instead of the test set")
@@ -161,6 +183,11 @@ def main(argv=None):
     parser.add_argument("--dkd-warmup", type=int, default=None,
                         help="--loss dkd: epochs over which the DKD weight rises linearly "
                              "(default: the paper's 20 of 240, scaled to --student-epochs)")
+    parser.add_argument("--hint", type=layer_pair, default=None,
+                        help="TEACHER_LAYER:STUDENT_LAYER (e.g. dense_1:dense_1): add a FitNets "
+                             "hint (MSE through a learned Dense adapter when widths differ) to "
+                             "the distilled students' loss; the teacher then runs live")
+    parser.add_argument("--hint-weight", type=float, default=1.0, help="--hint: its weight")
     parser.add_argument("--seed", type=int, default=0, help="seed of the teacher")
     parser.add_argument("--out", default="results/mnist_hinton.json")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
@@ -204,6 +231,8 @@ def main(argv=None):
                 distilled_name(args, label, temperature): lambda seed: train_distilled(
                     name, teacher, temperature, alpha, lr, seed, x_fit, y_fit, x_eval, y_eval,
                     args, steps)}
+        if args.no_scratch:
+            del runs[f"scratch_{label}"]
         for run, train in runs.items():
             start = time.time()
             results["errors"][run] = [train(seed) for seed in seeds]

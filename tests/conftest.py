@@ -4,10 +4,14 @@ The logical devices must be configured before TensorFlow initialises its runtime
 runs at collection time, before any test module creates a tensor.
 """
 
+import contextlib
+import importlib.util
+import io
 import os
 import pathlib
 import subprocess
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -28,12 +32,33 @@ MNIST = pathlib.Path(
 
 
 def run_example(*args, script="mnist_hinton.py"):
-    """An example script in a subprocess, importing this checkout's keras_kd."""
-    return subprocess.run(
-        [sys.executable, str(REPO / "examples" / script), *args],
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+    """An example script run as `python examples/SCRIPT ARGS` would run it, but in this process
+    (TensorFlow is imported once per test process, not once per run: about 8 s of CPU each on
+    the CI machines): its `main()` with `sys.argv` set, stdout and stderr captured, its exit
+    status as a `subprocess.CompletedProcess` (2 for argparse errors, 1 for an exception or a
+    `SystemExit` message, whose text goes to stderr as Python prints it)."""
+    path = REPO / "examples" / script
+    argv, out, err = [str(path), *map(str, args)], io.StringIO(), io.StringIO()
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv, sys.path[:0] = argv, [str(path.parent)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                module.main()
+                code = 0
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+                if stop.code is not None and not isinstance(stop.code, int):
+                    print(stop.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 - reported as a failed run, as Python would
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 @pytest.fixture(scope="session")
 def mnist_path():
@@ -55,3 +80,16 @@ def _seed():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+# The files that train on real data, longest first: pytest-xdist (`--dist loadfile`) hands out
+# files in collection order, so putting these first keeps one process from starting the
+# longest file last while the other sits idle (measured in session 9 at 1,033 s wall with them
+# in alphabetical order; durations in docs/guide.md).
+LONGEST_FIRST = ("test_real_data.py", "test_examples_cifar10.py", "test_export.py",
+                 "test_examples.py", "test_edge.py", "test_cli.py", "test_multi_worker.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept

@@ -26,11 +26,12 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
         assert len(counts) == 2 and all(0 < c < 2500 for c in counts)
         assert results["mean_errors"][run] == round(float(np.mean(counts)), 1)
         assert f"{run:<26}{results['mean_errors'][run]:>8g}" in proc.stdout
-    # The saved teacher is reused, not retrained; this time the students distil with DKD.
+    # The saved teacher is reused, not retrained; this time the students distil with DKD plus a
+    # FitNets hint from the teacher's second hidden layer (1200 units) through an adapter.
     assert (tmp_path / "teacher.keras").exists()
     again = run_example("--data", mnist_path, "--teacher-epochs", "1", "--student-epochs", "1",
                         "--only", "2x20", "--seeds-20", "0", "--validation", "--loss", "dkd",
-                        "--temperature-20", "4", "--teacher-path", str(tmp_path / "teacher.keras"),
+                        "--temperature-20", "4", "--hint", "dense_1:dense_1", "--teacher-path", str(tmp_path / "teacher.keras"),
                         "--out", str(tmp_path / "again.json"), "--verbose", "0")
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = json.loads((tmp_path / "again.json").read_text())
@@ -38,10 +39,12 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
     assert rerun["errors"]["teacher_2x1200"] == results["errors"]["teacher_2x1200"]
     # Same seed, same initial weights and data order: the same error counts.
     assert rerun["errors"]["scratch_2x20"] == results["errors"]["scratch_2x20"][:1]
-    assert set(rerun["errors"]) == {"teacher_2x1200", "scratch_2x20", "dkd_2x20_T4_b8"}
-    assert 0 < rerun["errors"]["dkd_2x20_T4_b8"][0] < 2500
+    key = "hint_dense_1-dense_1_w1_dkd_2x20_T4_b8"
+    assert set(rerun["errors"]) == {"teacher_2x1200", "scratch_2x20", key}
+    assert 0 < rerun["errors"][key][0] < 2500
     assert rerun["dkd_warmup_epochs"] == 1 and rerun["budget"]["loss"] == "dkd"
-    assert "dkd_2x20_T4_b8" in again.stdout
+    assert rerun["budget"]["hint"] == ["dense_1", "dense_1"]
+    assert key in again.stdout
 
 
 def test_mnist_hinton_names_a_bad_seed_list(tmp_path):
@@ -49,6 +52,11 @@ def test_mnist_hinton_names_a_bad_seed_list(tmp_path):
     assert proc.returncode == 2
     assert "--seeds-20" in proc.stderr and "'0,x'" in proc.stderr
     assert "comma-separated integers" in proc.stderr
+    assert not (tmp_path / "never.json").exists()
+    proc = run_example("--hint", "dense_1", "--out", str(tmp_path / "never.json"))
+    assert proc.returncode == 2
+    assert "--hint" in proc.stderr and "'dense_1'" in proc.stderr
+    assert "TEACHER_LAYER:STUDENT_LAYER" in proc.stderr
     assert not (tmp_path / "never.json").exists()
 
 

@@ -17,7 +17,7 @@ pytest.importorskip("ai_edge_litert")
 
 @pytest.fixture(scope="module")
 def trained(mnist, tmp_path_factory):
-    """A small CNN student (~105k parameters) trained 2 epochs on real MNIST, exported 4 ways.
+    """A small CNN student (~105k parameters) trained 1 epoch on real MNIST, exported 5 ways.
 
     (Under ~30k parameters the flatbuffer's fixed overhead keeps int8 files above 0.3x the
     float32 size: the 27k-parameter `cnn-student` measures 0.30x.)
@@ -25,9 +25,11 @@ def trained(mnist, tmp_path_factory):
     (x_train, y_train), (x_test, y_test) = mnist
     keras.utils.set_random_seed(0)
     model = models.cnn((28, 28, 1), 10, filters=(16, 32), dense=64, name="cnn_student_105k")
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    # one epoch at 3e-3: 96.11 % test accuracy (two at 1e-3: 97.84 %, in 2.7x the time)
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    model.fit(x_train, y_train, batch_size=128, epochs=2, verbose=0)
+    model.fit(x_train, y_train, batch_size=128, epochs=1, verbose=0)
     out = tmp_path_factory.mktemp("export")
     files, reports = {}, {}
     for mode in export.QUANTIZATIONS:

@@ -14,7 +14,9 @@ def test_distilled_student_beats_its_scratch_twin(mnist):
     teacher = models.build("mlp-teacher", (28, 28, 1), 10)
     teacher.compile(keras.optimizers.Adam(1e-3),
                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    teacher.fit(x_train, y_train, batch_size=128, epochs=5, verbose=0)
+    # 3 epochs: 277 test errors here, and the same student gain as 5 epochs (399 vs 398 errors
+    # distilled, 466 scratch); at 2 epochs (lr 2e-3, 320 errors) distillation no longer helps
+    teacher.fit(x_train, y_train, batch_size=128, epochs=3, verbose=0)
     teacher_errors = int(np.sum(teacher.predict(x_test, verbose=0).argmax(-1) != y_test))
 
     # The students see 5,000 labelled images: the teacher's soft targets carry what the
@@ -35,7 +37,8 @@ def test_distilled_student_beats_its_scratch_twin(mnist):
     scratch_errors = int(np.sum(scratch.predict(x_test, verbose=0).argmax(-1) != y_test))
     distilled_errors = int(np.sum(student.predict(x_test, verbose=0).argmax(-1) != y_test))
     print(f"teacher {teacher_errors}, scratch {scratch_errors}, distilled {distilled_errors}")
-    assert teacher_errors < 260
-    # measured 340 vs 477 (0.71) on a CPU with AVX-512, 398 vs 466 (0.85) on an AMD EPYC
-    # without: the CPU changes the rounding, and 20 epochs on 5,000 images amplify it
+    assert teacher_errors < 300
+    # 5-epoch teacher: 340 vs 477 (0.71) on a CPU with AVX-512, 398 vs 466 (0.85) on an AMD
+    # EPYC without; 3-epoch teacher on that EPYC: 399 vs 466 (0.86). The CPU changes the
+    # rounding, and 20 epochs on 5,000 images amplify it.
     assert distilled_errors < 0.9 * scratch_errors
