@@ -3,12 +3,12 @@
 Trains the 2x1200 teacher (dropout, inputs jittered by up to 2 pixels), then the 2x800 and
 2x20 students twice each from the same initial weights: from scratch on the labels alone, and
 distilled from the teacher (2x800 at T=20 and alpha=0.1 as in the paper; 2x20 at T=2 and
-alpha=0.3; `--loss dkd`: Decoupled KD instead; `--hint`: plus a FitNets hint). The 2x20 pair runs once per seed in
---seeds-20 (five by default): on a net this small one seed's data order moves the error count
-by as much as distillation does, so the claim is the mean. Each student uses its own learning
-rate, chosen on a validation split held out of the training set (README): the distilled 2x20
-trains best at 3e-3, its scratch twin at 1e-3 (at 3e-3 it overfits). Prints test error
-counts beside the paper's, writes JSON.
+alpha=0.3; `--loss dkd`: Decoupled KD instead; `--hint`: plus a FitNets hint). The 2x20 pair
+runs once per seed in --seeds-20 (five by default): on a net this small one seed's data order
+moves the error count by as much as distillation does, so the claim is the mean. Each student
+uses its own learning rate, chosen on a validation split held out of the training set
+(README): the distilled 2x20 trains best at 3e-3, its scratch twin at 1e-3 (at 3e-3 it
+overfits). Prints test error counts beside the paper's, writes JSON.
 
     python examples/mnist_hinton.py                        # full budget: ~30 min on 2 CPU cores
     python examples/mnist_hinton.py --teacher-path runs/teacher.keras   # keep/reuse the teacher

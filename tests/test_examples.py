@@ -31,7 +31,8 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
     assert (tmp_path / "teacher.keras").exists()
     again = run_example("--data", mnist_path, "--teacher-epochs", "1", "--student-epochs", "1",
                         "--only", "2x20", "--seeds-20", "0", "--validation", "--loss", "dkd",
-                        "--temperature-20", "4", "--hint", "dense_1:dense_1", "--teacher-path", str(tmp_path / "teacher.keras"),
+                        "--temperature-20", "4", "--hint", "dense_1:dense_1",
+                        "--teacher-path", str(tmp_path / "teacher.keras"),
                         "--out", str(tmp_path / "again.json"), "--verbose", "0")
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = json.loads((tmp_path / "again.json").read_text())
