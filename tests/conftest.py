@@ -86,8 +86,8 @@ def _seed():
 # files in collection order, so putting these first keeps one process from starting the
 # longest file last while the other sits idle (measured in session 9 at 1,033 s wall with them
 # in alphabetical order; durations in docs/guide.md).
-LONGEST_FIRST = ("test_real_data.py", "test_examples_cifar10.py", "test_export.py",
-                 "test_examples.py", "test_edge.py", "test_cli.py", "test_multi_worker.py")
+LONGEST_FIRST = ("test_real_data.py", "test_export.py", "test_examples_cifar10.py",
+                 "test_cli.py", "test_multi_worker.py", "test_edge.py", "test_examples.py")
 
 
 def pytest_collection_modifyitems(items):

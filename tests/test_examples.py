@@ -9,7 +9,17 @@ import pytest
 from conftest import REPO, run_example
 
 
+def _mnist_slice(mnist_path, path, train, test):
+    """The first `train` and `test` images of real MNIST, in the keras.datasets layout."""
+    with np.load(mnist_path) as full:
+        np.savez(path, x_train=full["x_train"][:train], y_train=full["y_train"][:train],
+                 x_test=full["x_test"][:test], y_test=full["y_test"][:test])
+    return str(path)
+
+
 def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path):
+    # 12,000 training images: the validation split is their last sixth (2,000)
+    mnist_path = _mnist_slice(mnist_path, tmp_path / "mnist12k.npz", 12000, 1000)
     out = tmp_path / "hinton.json"
     proc = run_example("--data", mnist_path, "--teacher-epochs", "1", "--student-epochs", "1",
                        "--only", "2x20", "--seeds-20", "0,1", "--validation",
@@ -18,12 +28,14 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["scored_on"] == "validation"
+    assert "MNIST validation errors (of 2000)" in proc.stdout
     assert set(results["errors"]) == {"teacher_2x1200", "scratch_2x20", "distilled_2x20_T2"}
-    # One teacher epoch already gets most of the 10,000 held-out images right.
-    assert results["errors"]["teacher_2x1200"][0] < 600
+    # One teacher epoch on 12,000 images gets most of the 2,000 held-out images right
+    # (measured: 212 errors; the students after one epoch: 759-855 scratch, 382-489 distilled).
+    assert results["errors"]["teacher_2x1200"][0] < 300
     for run in ("scratch_2x20", "distilled_2x20_T2"):
         counts = results["errors"][run]
-        assert len(counts) == 2 and all(0 < c < 2500 for c in counts)
+        assert len(counts) == 2 and all(0 < c < 1000 for c in counts)
         assert results["mean_errors"][run] == round(float(np.mean(counts)), 1)
         assert f"{run:<26}{results['mean_errors'][run]:>8g}" in proc.stdout
     # The saved teacher is reused, not retrained; this time the students distil with DKD plus a
@@ -42,7 +54,7 @@ def test_mnist_hinton_small_budget_on_the_validation_split(mnist_path, tmp_path)
     assert rerun["errors"]["scratch_2x20"] == results["errors"]["scratch_2x20"][:1]
     key = "hint_dense_1-dense_1_w1_dkd_2x20_T4_b8"
     assert set(rerun["errors"]) == {"teacher_2x1200", "scratch_2x20", key}
-    assert 0 < rerun["errors"][key][0] < 2500
+    assert 0 < rerun["errors"][key][0] < 1000
     assert rerun["dkd_warmup_epochs"] == 1 and rerun["budget"]["loss"] == "dkd"
     assert rerun["budget"]["hint"] == ["dense_1", "dense_1"]
     assert key in again.stdout

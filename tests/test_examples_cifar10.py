@@ -23,9 +23,9 @@ def _cifar10_slice(root, per_class):
     return root
 
 
-def test_cifar10_comparison_small_budget_and_resume(tmp_path):
-    import keras
-
+def _first_comparison(tmp_path):
+    """examples/cifar10.py once on a 240-image slice with an untrained teacher: its arguments
+    and the rows it wrote (scratch, keras_kd, keras_distillation for mobile-small, seed 0)."""
     from keras_kd import models
 
     folder = _cifar10_slice(tmp_path / "cifar10", per_class=24)
@@ -42,11 +42,35 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     for r in rows:
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["params"] == rows[0]["params"]
     assert len(list((tmp_path / "views").glob("*.npz"))) == 1  # teacher views stored once
+    assert sorted(p.name for p in (tmp_path / "students").iterdir()) == [
+        f"mobile-small_{m}_s0.keras" for m in ("keras_distillation", "keras_kd", "scratch")]
+    return args, rows
+
+
+def test_cifar10_comparison_small_budget_and_summary(tmp_path):
+    _, rows = _first_comparison(tmp_path)
+    summary = run_example(str(tmp_path / "rows.json"), "--tflite-dir", str(tmp_path / "none"),
+                          script="cifar10_summary.py")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    table = (tmp_path / "rows.md").read_text().splitlines()[2:]
+    by_method = {line.split(" | ")[2]: line for line in table}
+    assert sorted(by_method) == ["keras_distillation", "keras_kd", "scratch"]
+    score = {r["method"]: r["test_accuracy"] for r in rows}
+    for method, line in by_method.items():
+        assert f"| {100 * score[method]:.2f} % |" in line
+        if method != "scratch":  # the gain column is the difference to the scratch twin
+            assert line.endswith(f"| {100 * (score[method] - score['scratch']):+.2f} |")
+    assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow  # five more runs of the example (about 100 s on 2 cores)
+def test_cifar10_comparison_resumes_and_adds_dkd_live_and_bfloat16_rows(tmp_path):
+    import keras
+
+    args, rows = _first_comparison(tmp_path)
     again = run_example(*args, script="cifar10.py")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "rows.json").read_text())["rows"] == rows  # resumed: no rerun
-    assert sorted(p.name for p in (tmp_path / "students").iterdir()) == [
-        f"mobile-small_{m}_s0.keras" for m in ("keras_distillation", "keras_kd", "scratch")]
 
     # DKD is another keras_kd row (the scratch and keras.distillation rows still serve it); a
     # longer run replays the stored epoch of views instead of computing new ones
@@ -84,20 +108,6 @@ def test_cifar10_comparison_small_budget_and_resume(tmp_path):
     assert sorted(p.name for p in (tmp_path / "views").glob("*.npz"))[1].endswith("_bfloat16.npz")
     wrong = run_example(*args, "--methods", "keras_kd,live", script="cifar10.py")
     assert wrong.returncode == 2 and "--methods: live is not one of" in wrong.stderr
-
-    (tmp_path / "rows.json").write_text(json.dumps({"rows": rows}))
-    summary = run_example(str(tmp_path / "rows.json"), "--tflite-dir", str(tmp_path / "none"),
-                          script="cifar10_summary.py")
-    assert summary.returncode == 0, summary.stderr[-3000:]
-    table = (tmp_path / "rows.md").read_text().splitlines()[2:]
-    by_method = {line.split(" | ")[2]: line for line in table}
-    assert sorted(by_method) == ["keras_distillation", "keras_kd", "scratch"]
-    score = {r["method"]: r["test_accuracy"] for r in rows}
-    for method, line in by_method.items():
-        assert f"| {100 * score[method]:.2f} % |" in line
-        if method != "scratch":  # the gain column is the difference to the scratch twin
-            assert line.endswith(f"| {100 * (score[method] - score['scratch']):+.2f} |")
-    assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cifar10_edge_exports_verifies_and_runs_the_edge_runner(tmp_path):
