@@ -82,10 +82,9 @@ def _seed():
     keras.backend.clear_session()
 
 
-# The files that train on real data, longest first: pytest-xdist (`--dist loadfile`) hands out
-# files in collection order, so putting these first keeps one process from starting the
-# longest file last while the other sits idle (measured in session 9 at 1,033 s wall with them
-# in alphabetical order; durations in docs/guide.md).
+# The files that train on real data, longest first: with `--no-loadscope-reorder` (Makefile)
+# pytest-xdist hands out files in collection order, so putting these first keeps one process
+# from starting the longest file last while the other sits idle (durations in docs/guide.md).
 LONGEST_FIRST = ("test_real_data.py", "test_export.py", "test_examples_cifar10.py",
                  "test_cli.py", "test_multi_worker.py", "test_edge.py", "test_examples.py")
 
