@@ -110,7 +110,8 @@ def training_data(splits, args):
     (data seed 0, the same for every method and seed), reshuffled each epoch with the seed."""
     if not args.limit:
         return splits.train
-    return (data.fixed_sample(splits, args.limit).cache().shuffle(args.limit, seed=args.seed, reshuffle_each_iteration=True)
+    return (data.fixed_sample(splits, args.limit).cache()
+            .shuffle(args.limit, seed=args.seed, reshuffle_each_iteration=True)
             .batch(args.batch_size)
             .map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))

@@ -50,9 +50,10 @@ def run_example(*args, script="mnist_hinton.py"):
                 module.main()
                 code = 0
             except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-                if stop.code is not None and not isinstance(stop.code, int):
-                    print(stop.code, file=sys.stderr)
+                code = stop.code or 0
+                if not isinstance(code, int):  # SystemExit("message"): printed, status 1
+                    print(code, file=sys.stderr)
+                    code = 1
             except Exception:  # noqa: BLE001 - reported as a failed run, as Python would
                 traceback.print_exc()
                 code = 1
