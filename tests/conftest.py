@@ -24,6 +24,14 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+# With several test processes (pytest-xdist), each process's TensorFlow would start one
+# intra-op thread per core: on 2 cores, 2 processes x 2 busy (spinning) threads. One thread
+# per process when there are as many processes as cores; the inter-op pool keeps its default
+# (the collectives of the two logical devices run on it at the same time).
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    _threads = max(1, len(os.sched_getaffinity(0)) // _workers)
+    tf.config.threading.set_intra_op_parallelism_threads(_threads)
 
 # TensorFlow's and Keras' module-level objects (hundreds of thousands) moved out of the
 # collector's reach: every full collection during the tests would walk them again.
