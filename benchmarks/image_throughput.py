@@ -28,7 +28,8 @@ layers with stateless seeds): every variant below pays that pipeline.
   them) is timed separately.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
-time one epoch of each variant in turn; the ratios use the fastest repeat (`--statistic min`,
+time one epoch of each variant in turn (a `fit` epoch from `on_epoch_begin` to `on_epoch_end`,
+the whole call reported beside it); the ratios use the fastest repeat (`--statistic min`,
 see `common.epoch_times`). Absolute times on shared machines are noise; the ratios measured
 in the same run are the result. Untrained teacher weights are fine for
 timing (same arithmetic).
@@ -47,7 +48,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import (REPO, add_summary_arguments, epoch_times, markdown_table,  # noqa: E402
                     saved_run, write_outputs)
-from train_throughput import ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot  # noqa: E402
+from train_throughput import (ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot,  # noqa: E402
+                              time_round_robin)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import views as views_lib  # noqa: E402
@@ -120,14 +122,6 @@ def distiller(teacher, student, **kwargs):
     return d
 
 
-def fit_steps_epoch(model, data, steps):
-    def run():
-        start = time.perf_counter()
-        model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
-        return time.perf_counter() - start
-    return run
-
-
 def build_variants(models, examples, n, batch_size, view_epochs):
     ds = pipeline(examples, n, batch_size)
     plain = pipeline(examples, n, batch_size, shuffle=False)
@@ -155,13 +149,15 @@ def build_variants(models, examples, n, batch_size, view_epochs):
     views = views_lib.cache_views(teacher, examples.take(n), augmentation(), epochs=view_epochs,
                                   batch_size=batch_size, seed=0)
     views_seconds = time.perf_counter() - start
-    variants["keras_kd_views"] = fit_steps_epoch(
-        distiller(teacher, student, augment=views.augment), views.dataset(), views.steps_per_epoch)
+    variants["keras_kd_views"] = fit_epoch(
+        distiller(teacher, student, augment=views.augment), views.dataset(),
+        steps_per_epoch=views.steps_per_epoch)
     return variants, views_seconds
 
 
-def summarize(times, steps, statistic="min"):
+def summarize(times, steps, statistic="min", calls=None):
     med = epoch_times(times, statistic)
+    calls = calls or {}  # runs saved before the epoch timer have no separate call times
 
     def limit(name):
         return min(med[f"{name}_xla_on"], med[f"{name}_xla_off"])
@@ -179,7 +175,8 @@ def summarize(times, steps, statistic="min"):
         "teacher_inference_share_of_limit": med["teacher_inference"] / limit_ts,
     }
     rows = [{"pair": "cifar10", "variant": k, "median_s": statistics.median(v), "min_s": min(v),
-             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts}
+             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts,
+             "fit_call_min_s": min(calls[k]) if calls.get(k) else None}
             for k, v in times.items()]
     return rows, ratios
 
@@ -205,18 +202,13 @@ def main(argv=None):
     models = Models(args.teacher, splits.input_shape, splits.num_classes)
     variants, views_seconds = build_variants(models, splits.train_examples, n, args.batch_size,
                                              args.view_epochs)
-    for name, run in variants.items():  # warm-up: tracing and compilation
-        print(f"warm-up {name}: {run():.2f} s", flush=True)
-    times = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, run in variants.items():
-            times[name].append(run())
+    times, calls = time_round_robin(variants, args.repeats, log=True)
     views_per_epoch = views_seconds / args.view_epochs
     results = {
         "examples_per_epoch": n, "batch_size": args.batch_size, "repeats": args.repeats,
         "teacher": args.teacher or f"{TEACHER} (untrained)", "student": STUDENT,
         "cpus": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
-        "seconds": times,
+        "seconds": times, "fit_call_seconds": calls,
         "views": {"stored_epochs": args.view_epochs, "cache_views_seconds": views_seconds,
                   "cache_views_seconds_per_epoch": views_per_epoch},
     }
@@ -226,14 +218,16 @@ def main(argv=None):
 def report(results, statistic, out):
     """Tables, ratios and plot of a run's raw `seconds` (also of a saved run)."""
     times, n, views = results["seconds"], results["examples_per_epoch"], results["views"]
-    rows, ratios = summarize(times, n // results["batch_size"], statistic)
+    rows, ratios = summarize(times, n // results["batch_size"], statistic,
+                             results.get("fit_call_seconds"))
     views["vs_student_epoch_from_views"] = (
         views["cache_views_seconds_per_epoch"] / epoch_times(times, statistic)["keras_kd_views"])
     results.update(statistic=statistic, ratios=ratios, rows=rows)
     md = markdown_table(rows, [
         ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"), ("min_s", "min", ".2f"),
         ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".1f"),
-        ("vs_limit", f"x limit (teacher+student, {statistic})", ".2f")])
+        ("vs_limit", f"x limit (teacher+student, {statistic})", ".2f"),
+        ("fit_call_min_s", "whole `fit` call (min)", ".2f")])
     md += (f"\n{n} images per epoch, batch {results['batch_size']}, {results['repeats']} repeats; "
            f"ratios of the {statistic} epoch times.\n")
     md += "\n" + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + "\n"

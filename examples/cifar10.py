@@ -10,7 +10,11 @@ data order, same augmentation, batch for batch), with the same optimizer and bud
   (`LogitsDistillation(temperature=T, loss=keras.losses.KLDivergence())`, the softmax + T**2
   path), running the teacher live on the same views;
 - `keras_kd_live` (on request): `keras_kd.Distiller` running the teacher live on the same views
-  instead of reading its stored outputs (stored views against live consistent distillation).
+  instead of reading its stored outputs (stored views against live consistent distillation);
+- `keras_kd_hints` (on request): keras_kd's logits distillation plus a FitNets hint (Romero et
+  al. 2015: MSE between the teacher's `stage2_out` and the student stage of the same height
+  and width, through a trained 1x1 adapter, weight `--hint-weight`), the teacher live on the
+  same views (its intermediate features are not stored).
 
     python examples/cifar10_teacher.py                      # once: runs/cifar10/teacher.keras
     python examples/cifar10.py --seeds 0,1,2 --epochs 15     # the comparison
@@ -31,11 +35,13 @@ import keras  # noqa: E402
 
 import keras_kd  # noqa: E402
 from keras_kd import atomic, data, models, views, workflows  # noqa: E402
+from methods_cifar10 import same_size_stage  # noqa: E402
 
 METHODS = ("scratch", "keras_kd", "keras_distillation")
 # `keras_kd_live`: keras_kd's Distiller running the teacher live on the same views (issue 14:
 # does a student trained from stored teacher outputs match live consistent distillation?)
-ALL_METHODS = METHODS + ("keras_kd_live",)
+ALL_METHODS = METHODS + ("keras_kd_live", "keras_kd_hints")
+HINT_LAYER = "stage2_out"  # the teacher's middle stage, as in examples/methods_cifar10.py
 AUGMENTATIONS = {
     "crop_flip": lambda: [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="reflect"),
                           keras.layers.RandomFlip("horizontal")],
@@ -58,7 +64,8 @@ def _hard_loss(mixes):
 def _relevant(config, method):
     """The settings a method's result depends on: a scratch row serves every KD setting, a
     keras.distillation row every `--kd-epochs` (keras_kd's alone)."""
-    only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup", "teacher_dtype")
+    only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup", "teacher_dtype",
+                 "hint_weight")
     ignored = {"scratch": ("alpha", "temperature") + only_ours,
                "keras_distillation": only_ours}.get(method, ())
     return {k: v for k, v in config.items() if k not in ignored}
@@ -73,8 +80,8 @@ def run(method, student, teacher, replay, args):
     if method == "scratch":
         student.compile(optimizer=_optimizer(args, steps), loss=_hard_loss(mixes))
         student.fit(replay.dataset(teacher_logits=False, augmented=True), **fit)
-    elif method in ("keras_kd", "keras_kd_live"):
-        live = method == "keras_kd_live"
+    elif method in ("keras_kd", "keras_kd_live", "keras_kd_hints"):
+        live = method != "keras_kd"
         # stored views already hold the outputs of a teacher in --teacher-dtype
         common = dict(augment=replay.augment, teacher_dtype=args.teacher_dtype if live else None)
         if args.loss == "dkd":
@@ -85,10 +92,19 @@ def run(method, student, teacher, replay, args):
                                    warmup_epochs=args.dkd_warmup)])
             distiller.compile(optimizer=_optimizer(args, steps), alpha=1.0)
         else:
-            distiller = keras_kd.Distiller(student, teacher, **common)
-            distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
-                              distillation_loss_fn=args.loss,
-                              temperature=None if args.loss == "logits_mse" else args.temperature)
+            temperature = None if args.loss == "logits_mse" else args.temperature
+            if method == "keras_kd_hints":
+                hint = keras_kd.terms.Hint(
+                    HINT_LAYER, same_size_stage(student, HINT_LAYER, teacher),
+                    weight=args.hint_weight, adapter=True)
+                distiller = keras_kd.Distiller(student, teacher, **common, terms=[
+                    keras_kd.terms.Logits(args.loss), hint])
+                distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
+                                  temperature=temperature)
+            else:
+                distiller = keras_kd.Distiller(student, teacher, **common)
+                distiller.compile(optimizer=_optimizer(args, steps), alpha=args.alpha,
+                                  distillation_loss_fn=args.loss, temperature=temperature)
         callbacks = [replay.callback()]
         if args.kd_epochs is not None and args.kd_epochs < args.epochs:
             # distil first, then fit the labels alone (Cho & Hariharan 2019, "early-stopped" KD)
@@ -140,6 +156,8 @@ def main():
                    help="keras_kd methods only: the teacher's precision for the stored views "
                         "(keras_kd) or the live teacher (keras_kd_live); the student stays "
                         "float32")
+    p.add_argument("--hint-weight", type=float, default=1.0,
+                   help="keras_kd_hints only: the hint term's weight")
     p.add_argument("--augment", default="crop_flip", choices=sorted(AUGMENTATIONS))
     p.add_argument("--eval", default="test", choices=("test", "validation"))
     p.add_argument("--limit", type=int, default=None,
@@ -169,7 +187,7 @@ def main():
     # options added after the first rows are left out at the value they stand for when absent,
     # so rows made before them stay valid
     absent = {"kd_epochs": None, "loss": "kl_divergence", "view_epochs": args.epochs,
-              "teacher_dtype": "float32"}
+              "teacher_dtype": "float32", "hint_weight": 1.0}
     config = {k: v for k, v in vars(args).items()
               if k not in skip and not (k in absent and v == absent[k])}
     done = {(r["student"], r["seed"], r["method"]) for r in rows

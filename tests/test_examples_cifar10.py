@@ -63,8 +63,8 @@ def test_cifar10_comparison_small_budget_and_summary(tmp_path):
     assert (tmp_path / "rows.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow  # five more runs of the example (about 100 s on 2 cores)
-def test_cifar10_comparison_resumes_and_adds_dkd_live_and_bfloat16_rows(tmp_path):
+@pytest.mark.slow  # seven more runs of the example (about 140 s on 2 cores)
+def test_cifar10_comparison_resumes_and_adds_dkd_live_hints_and_bfloat16_rows(tmp_path):
     import keras
 
     args, rows = _first_comparison(tmp_path)
@@ -98,11 +98,27 @@ def test_cifar10_comparison_resumes_and_adds_dkd_live_and_bfloat16_rows(tmp_path
     for a, b in zip(stored_student.get_weights(), live_student.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert rows_live[4]["test_accuracy"] == rows[1]["test_accuracy"]
+    # a FitNets hint of weight 0 leaves keras_kd_live's student; weight 1 changes it
+    hints = {}
+    for weight in ("0", "1"):
+        proc = run_example(*args, "--methods", "keras_kd_hints", "--hint-weight", weight,
+                           script="cifar10.py")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        hints[weight] = keras.saving.load_model(saved / "mobile-small_keras_kd_hints_s0.keras")
+        assert not any("adapter" in w.name for w in hints[weight].weights)
+    for a, b in zip(hints["0"].get_weights(), live_student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert max(np.max(np.abs(a - b)) for a, b in
+               zip(hints["1"].get_weights(), live_student.get_weights())) > 1e-3
+    rows_hints = json.loads((tmp_path / "rows.json").read_text())["rows"][5:]
+    assert [r["method"] for r in rows_hints] == ["keras_kd_hints"] * 2
+    assert rows_hints[0]["config"]["hint_weight"] == 0.0
+    assert "hint_weight" not in rows_hints[1]["config"]  # the default, as for older rows
     # a bfloat16 teacher stores its own views (another file) and is recorded in the row
     bf16 = run_example(*args[:-2], "--methods", "keras_kd", "--teacher-dtype", "bfloat16",
                        script="cifar10.py")
     assert bf16.returncode == 0, bf16.stderr[-3000:]
-    row_bf16 = json.loads((tmp_path / "rows.json").read_text())["rows"][5]
+    row_bf16 = json.loads((tmp_path / "rows.json").read_text())["rows"][7]
     assert (row_bf16["method"], row_bf16["config"]["teacher_dtype"]) == ("keras_kd", "bfloat16")
     assert "teacher_dtype" not in rows[1]["config"]
     assert sorted(p.name for p in (tmp_path / "views").glob("*.npz"))[1].endswith("_bfloat16.npz")
