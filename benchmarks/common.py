@@ -29,6 +29,15 @@ def epoch_times(times, statistic):
     return {k: pick(v) for k, v in times.items()}
 
 
+def paired_ratio(a, b):
+    """Median over rounds of `a[i] / b[i]`: each round times every variant once, one after the
+    other, so a ratio within a round sees the same state of a shared machine; drift between
+    rounds (on this project's VMs the limits themselves vary by 10-25 % across rounds) cancels."""
+    import statistics as stats
+
+    return stats.median(x / y for x, y in zip(a, b))
+
+
 def add_summary_arguments(parser):
     """`--statistic` and `--summarize`, shared by the throughput benchmarks."""
     parser.add_argument("--statistic", default="min", choices=STATISTICS,

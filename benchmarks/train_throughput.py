@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import (DEFAULT_MNIST, add_summary_arguments, epoch_times,  # noqa: E402
-                    load_mnist, markdown_table, saved_run, write_outputs)
+                    load_mnist, markdown_table, paired_ratio, saved_run, write_outputs)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import models  # noqa: E402
@@ -259,6 +259,10 @@ def summarize(pair, times, steps, statistic="min", calls=None):
     }
     ratios = {name: med[a] / med[b] for name, (a, b) in ratio_of.items()
               if a in med and b in med}
+    # the same ratios round by round (the two epochs timed close together), median over the
+    # rounds: drift of a shared machine that spans rounds cancels; for single-variant pairs
+    ratios.update({f"{name}_paired": paired_ratio(times[a], times[b])
+                   for name, (a, b) in ratio_of.items() if a in times and b in times})
     calls = calls or {}  # runs saved before the epoch timer have no separate call times
     rows = [{"pair": pair, "variant": k, "median_s": statistics.median(v), "min_s": min(v),
              "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts,
