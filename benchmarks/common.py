@@ -32,7 +32,7 @@ def epoch_times(times, statistic):
 def paired_ratio(a, b):
     """Median over rounds of `a[i] / b[i]`: each round times every variant once, one after the
     other, so a ratio within a round sees the same state of a shared machine; drift between
-    rounds (on this project's VMs the limits themselves vary by 10-25 % across rounds) cancels."""
+    rounds cancels (session 11's VM: the limits themselves varied by 35-54 % across rounds)."""
     import statistics as stats
 
     return stats.median(x / y for x, y in zip(a, b))

@@ -67,7 +67,8 @@ def _relevant(config, method):
     only_ours = ("kd_epochs", "loss", "dkd_alpha", "dkd_beta", "dkd_warmup", "teacher_dtype",
                  "hint_weight")
     ignored = {"scratch": ("alpha", "temperature") + only_ours,
-               "keras_distillation": only_ours}.get(method, ())
+               "keras_distillation": only_ours,
+               "keras_kd": ("hint_weight",), "keras_kd_live": ("hint_weight",)}.get(method, ())
     return {k: v for k, v in config.items() if k not in ignored}
 
 
@@ -175,6 +176,9 @@ def main():
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
         p.error(f"--methods: {','.join(unknown)} is not one of {', '.join(ALL_METHODS)}")
+    if "keras_kd_hints" in methods and args.loss == "dkd":
+        p.error("--methods keras_kd_hints takes the logits losses (kl_divergence, logits_mse), "
+                "not --loss dkd")
     splits = data.load(args.data, batch_size=128, seed=0)
     evaluation = splits.test if args.eval == "test" else splits.validation
     examples = data.fixed_sample(splits, args.limit) if args.limit else splits.train_examples

@@ -124,6 +124,8 @@ def test_cifar10_comparison_resumes_and_adds_dkd_live_hints_and_bfloat16_rows(tm
     assert sorted(p.name for p in (tmp_path / "views").glob("*.npz"))[1].endswith("_bfloat16.npz")
     wrong = run_example(*args, "--methods", "keras_kd,live", script="cifar10.py")
     assert wrong.returncode == 2 and "--methods: live is not one of" in wrong.stderr
+    wrong = run_example(*args, "--methods", "keras_kd_hints", "--loss", "dkd", script="cifar10.py")
+    assert wrong.returncode == 2 and "keras_kd_hints takes the logits losses" in wrong.stderr
 
 
 def test_cifar10_edge_exports_verifies_and_runs_the_edge_runner(tmp_path):
