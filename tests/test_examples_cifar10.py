@@ -155,3 +155,37 @@ def test_cifar10_edge_exports_verifies_and_runs_the_edge_runner(tmp_path):
     assert report["int8"]["keras_accuracy"] == report["float32"]["keras_accuracy"]
     assert report["int8"]["size_bytes"] < 0.5 * report["float32"]["size_bytes"]
     assert report["edge"]["files"] == 10 and report["edge"]["edge_equals_tflite"] == 10
+
+
+def test_cifar10_edge_qat_route_exports_the_saved_qat_student_and_reuses_it(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("PIL")
+    import keras
+
+    from keras_kd import models
+
+    folder = _cifar10_slice(tmp_path / "cifar10", per_class=8)
+    models.build("cnn-small", (32, 32, 3), 10).save(tmp_path / "s.keras")
+    models.build("mobile-small", (32, 32, 3), 10).save(tmp_path / "t.keras")
+    out = tmp_path / "tflite"
+    args = (str(tmp_path / "s.keras"), "--data", str(folder), "--output-dir", str(out),
+            "--edge-files", "10", "--qat-teacher", str(tmp_path / "t.keras"), "--qat-steps", "2")
+    proc = run_example(*args, script="cifar10_edge.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "s_qat.json").read_text())
+    assert report["qat"]["model"] == str(out / "s_qat.keras")
+    assert (report["qat"]["steps_per_epoch"], report["qat"]["alpha"]) == (2, 0.5)
+    qat = keras.saving.load_model(out / "s_qat.keras")
+    assert "FoldedQuantConv" in {type(layer).__name__ for layer in qat.layers}
+    metadata = json.loads((out / "s_qat_int8.metadata.json").read_text())
+    assert metadata["quantization"] == "int8" and metadata["quantization_aware_training"]
+    assert report["int8"]["file"] == str(out / "s_qat_int8.tflite")
+    assert report["edge"]["edge_equals_tflite"] == 10
+    # a second run exports the saved QAT student instead of training another
+    again = run_example(*args, script="cifar10_edge.py")
+    assert again.returncode == 0 and f"reusing {out / 's_qat.keras'}" in again.stdout
+    rerun = json.loads((out / "s_qat.json").read_text())["int8"]
+    for key in ("tflite_accuracy", "top1_agreement", "max_abs_diff", "size_bytes"):
+        assert rerun[key] == report["int8"][key]
+    wrong = run_example(*args, "--qat-epochs", "0", script="cifar10_edge.py")
+    assert wrong.returncode == 2 and "--qat-epochs must be at least 1, got 0" in wrong.stderr
