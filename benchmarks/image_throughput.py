@@ -66,11 +66,8 @@ def augmentation():
 
 def pipeline(examples, n, batch_size, shuffle=True):
     """The training pipeline of `keras_kd.data.from_directory` on the first `n` examples."""
-    ds = examples.take(n).cache()
-    if shuffle:
-        ds = ds.shuffle(n, seed=0, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
-                                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return kd.data.pipeline(examples.take(n), batch_size, training=shuffle, seed=0, size=n,
+                            cast=tf.float32)
 
 
 def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True):

@@ -110,11 +110,8 @@ def training_data(splits, args):
     (data seed 0, the same for every method and seed), reshuffled each epoch with the seed."""
     if not args.limit:
         return splits.train
-    return (data.fixed_sample(splits, args.limit).cache()
-            .shuffle(args.limit, seed=args.seed, reshuffle_each_iteration=True)
-            .batch(args.batch_size)
-            .map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return data.pipeline(data.fixed_sample(splits, args.limit), args.batch_size, training=True,
+                         seed=args.seed, size=args.limit, cast=tf.float32)
 
 
 def build_distiller(args, splits, teacher_model, setting=None, epochs=None):

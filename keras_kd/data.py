@@ -177,10 +177,17 @@ def load_digits(test_fraction=0.25, seed=0):
     return (x[train], y[train]), (x[test], y[test])
 
 
-def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
-    """Cache, shuffle, batch, prefetch. Under multi-worker training `fit` shards the result
-    across workers: in-memory sources shard by example (`DATA`), TFDS sources keep `AUTO`
-    (by file when there are enough files, else by example)."""
+def pipeline(ds, batch_size, *, training, seed=0, size=None, cache=True, cast=None,
+             shard_policy=None):
+    """An unbatched `(x, y)` dataset made ready for `fit`: cached, shuffled (when
+    `training`, reshuffled each epoch from `seed`, buffer `min(size, 60000)`), batched, `x`
+    cast to `cast` per batch (e.g. `tf.float32` for images stored as uint8), prefetched.
+
+    Under multi-worker training `fit` shards the result across workers: `shard_policy` sets
+    it (in-memory sources shard by example, `DATA`; TFDS sources keep `AUTO`: by file when
+    there are enough files, else by example). The loaders build their splits with it; it is
+    public for a subset of a split (`fixed_sample`) fed the same way.
+    """
     if shard_policy is not None:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = shard_policy
@@ -188,8 +195,18 @@ def _pipeline(ds, batch_size, training, seed, size, cache, shard_policy=None):
     if cache:
         ds = ds.cache()
     if training:
+        if size is None:
+            size = int(ds.cardinality())
+            if size < 0:
+                raise ValueError(
+                    "Invalid value for argument `size`: None, and the dataset's length is "
+                    "unknown. Expected the number of examples (it sets the shuffle buffer)."
+                )
         ds = ds.shuffle(min(size, 60000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if cast is not None:
+        ds = ds.map(lambda x, y: (tf.cast(x, cast), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 def _labels(y_train, y_test):
@@ -260,13 +277,13 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
     x_train, x_test = _images(x_train, scale), _images(x_test, scale)
     (x_train, y_train), (x_val, y_val) = _hold_out(x_train, y_train, validation_split, seed)
     return DataSplits(
-        train=_pipeline(
-            tf.data.Dataset.from_tensor_slices((x_train, y_train)),
-            batch_size, True, seed, len(x_train), cache=False, shard_policy=DATA_SHARDING,
+        train=pipeline(
+            tf.data.Dataset.from_tensor_slices((x_train, y_train)), batch_size,
+            training=True, seed=seed, size=len(x_train), cache=False, shard_policy=DATA_SHARDING,
         ),
-        test=_pipeline(
-            tf.data.Dataset.from_tensor_slices((x_test, y_test)),
-            batch_size, False, seed, len(x_test), cache=False, shard_policy=DATA_SHARDING,
+        test=pipeline(
+            tf.data.Dataset.from_tensor_slices((x_test, y_test)), batch_size,
+            training=False, seed=seed, size=len(x_test), cache=False, shard_policy=DATA_SHARDING,
         ),
         num_classes=num_classes,
         input_shape=tuple(x_train.shape[1:]),
@@ -275,9 +292,9 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         name=name,
         train_size=len(x_train),
         test_size=len(x_test),
-        validation=_pipeline(
-            tf.data.Dataset.from_tensor_slices((x_val, y_val)),
-            batch_size, False, seed, len(x_val), cache=False, shard_policy=DATA_SHARDING,
+        validation=pipeline(
+            tf.data.Dataset.from_tensor_slices((x_val, y_val)), batch_size,
+            training=False, seed=seed, size=len(x_val), cache=False, shard_policy=DATA_SHARDING,
         ) if len(x_val) else None,
         validation_size=len(x_val),
     )
@@ -354,10 +371,10 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         except KeyError:  # split sizes not recorded (e.g. under tfds.testing.mock_data)
             sizes[split] = None
     return DataSplits(
-        train=_pipeline(train.map(normalize, num_parallel_calls=AUTOTUNE), batch_size, True, seed,
-                        sizes["train"] or 60000, cache),
-        test=_pipeline(test.map(normalize, num_parallel_calls=AUTOTUNE), batch_size, False, seed,
-                       sizes["test"] or 10000, cache),
+        train=pipeline(train.map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
+                       training=True, seed=seed, size=sizes["train"] or 60000, cache=cache),
+        test=pipeline(test.map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
+                      training=False, cache=cache),
         num_classes=label.num_classes,
         input_shape=tuple(info.features[image_key].shape),
         class_names=list(label.names),
@@ -365,8 +382,8 @@ def load_tfds(name, *, batch_size=128, seed=0, data_dir=None, download=True, cac
         name=f"tfds:{name}",
         train_size=sizes["train"],
         test_size=sizes["test"],
-        validation=_pipeline(validation[0].map(normalize, num_parallel_calls=AUTOTUNE), batch_size,
-                             False, seed, 10000, cache) if validation else None,
+        validation=pipeline(validation[0].map(normalize, num_parallel_calls=AUTOTUNE),
+                            batch_size, training=False, cache=cache) if validation else None,
     )
 
 
@@ -528,27 +545,20 @@ def from_directory(path, *, batch_size=128, seed=0, validation_split=0.1, test_s
     def stored(x, y):
         return (tf.cast(x, tf.uint8) if exact else x), tf.cast(y, tf.int64)
 
-    def model_ready(x, y):
-        return tf.cast(x, tf.float32), y
-
-    def pipeline(ds, training, size):
+    def ready(ds, training, size):
         # known length (filtering hides it): Keras then shows progress and steps per epoch
         ds = ds.apply(tf.data.experimental.assert_cardinality(size))
-        ds = ds.map(stored, num_parallel_calls=AUTOTUNE)
-        if cache:
-            ds = ds.cache()
-        if training:
-            ds = ds.shuffle(size, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).map(model_ready, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+        return pipeline(ds.map(stored, num_parallel_calls=AUTOTUNE), batch_size,
+                        training=training, seed=seed, size=size, cache=cache, cast=tf.float32)
 
     n_train -= n_val
     examples = train.apply(tf.data.experimental.assert_cardinality(n_train)).map(
         stored, num_parallel_calls=AUTOTUNE)
     return DataSplits(
         train_examples=examples.cache() if cache else examples,
-        train=pipeline(train, True, n_train),
-        test=pipeline(test, False, n_test),
-        validation=pipeline(validation, False, n_val) if n_val else None,
+        train=ready(train, True, n_train),
+        test=ready(test, False, n_test),
+        validation=ready(validation, False, n_val) if n_val else None,
         num_classes=len(class_names),
         input_shape=(*image_size, channels),
         class_names=class_names,
