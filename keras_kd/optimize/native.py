@@ -53,11 +53,14 @@ class ActivationFakeQuant(keras.layers.Layer):
 
     In training, the range is the batch's `[min(x, 0), max(x, 0)]` on the first step and
     `decay * range + (1 - decay) * batch range` afterwards; in inference it is frozen.
+    With `with_step=True` it also returns the range's step, shape `(1,)`, which the
+    convolutions after it use to put their bias on the file's int32 grid.
     """
 
-    def __init__(self, decay=0.99, **kwargs):
+    def __init__(self, decay=0.99, with_step=False, **kwargs):
         super().__init__(**kwargs)
         self.decay = float(decay)
+        self.with_step = bool(with_step)
 
     def build(self, input_shape):
         self.min = self.add_weight(shape=(), initializer="zeros", trainable=False, name="min")
@@ -76,22 +79,30 @@ class ActivationFakeQuant(keras.layers.Layer):
         else:
             low, high = self.min, self.max
         high = ops.maximum(high, low + 1e-6)
-        return keras.quantizers.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+        y = keras.quantizers.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
+        if self.with_step:
+            return y, ops.reshape((high - low) / 255.0, (1,))
+        return y
 
     def scale(self):
         """The step of the current range: what the int8 file's tensor scale will be."""
         return (ops.maximum(self.max, self.min + 1e-6) - self.min) / 255.0
 
     def get_config(self):
-        return {**super().get_config(), "decay": self.decay}
+        return {**super().get_config(), "decay": self.decay, "with_step": self.with_step}
+
+
+def _channel_bounds(kernel, depthwise):
+    """The kernel with one output channel per last index, and each channel's largest |w|."""
+    flat = ops.reshape(kernel, (*ops.shape(kernel)[:-2], -1)) if depthwise else kernel
+    axes = tuple(range(len(flat.shape) - 1))
+    return flat, ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8)
 
 
 def _per_channel(kernel, depthwise):
     """Symmetric per-output-channel fake quantization of a (folded) kernel."""
     shape = ops.shape(kernel)
-    flat = ops.reshape(kernel, (*shape[:-2], -1)) if depthwise else kernel
-    axes = tuple(range(len(flat.shape) - 1))
-    bound = ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8)
+    flat, bound = _channel_bounds(kernel, depthwise)
     quantized = keras.quantizers.fake_quant_with_min_max_vars(
         flat, -bound, bound, num_bits=8, narrow_range=True, axis=-1)
     return ops.reshape(quantized, shape) if depthwise else quantized
@@ -115,6 +126,8 @@ class FoldedQuantConv(keras.layers.Layer):
         self.kind = type(layer).__name__
 
     def build(self, input_shape):
+        if isinstance(input_shape[0], (list, tuple)):  # [x, step of x]
+            input_shape = input_shape[0]
         self._channels = int(input_shape[-1])
         if not self.layer.built:
             self.layer.build(input_shape)
@@ -169,19 +182,25 @@ class FoldedQuantConv(keras.layers.Layer):
             factor = ops.reshape(factor, (kernel.shape[2], kernel.shape[3]))
         return kernel * factor, bias
 
-    def _int32_bias(self, kernel, bias):
-        """The bias on the file's int32 grid (step: input scale x per-channel weight scale),
-        straight-through for its gradient."""
-        weight_scale = ops.maximum(ops.abs(ops.reshape(kernel, (-1,))), 1e-8) / 127.0
-        unit = self.input_quant.scale() * weight_scale
+    def _int32_bias(self, kernel, bias, input_step):
+        """The bias on the file's int32 grid (step: the input's step x each output channel's
+        weight step, as TFLite quantizes it), straight-through for its gradient."""
+        if self.kind == "Dense":
+            bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
+        else:
+            bound = _channel_bounds(kernel, self.kind != "Conv2D")[1]
+        unit = input_step * bound / 127.0
         return bias + ops.stop_gradient(ops.round(bias / unit) * unit - bias)
 
-    def call(self, x, training=False):
+    def call(self, inputs, training=False):
+        """`inputs`: `x`, or `[x, step of x]` (from the `ActivationFakeQuant` before it)."""
+        x, step = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         if self.input_quant is not None:
             x = self.input_quant(x, training=training)
+            step = self.input_quant.scale()
         kernel, bias = self._folded()
-        if self.input_quant is not None and self.kind in PREPROCESSING:
-            bias = self._int32_bias(kernel, bias)
+        if step is not None:
+            bias = self._int32_bias(kernel, bias, step)
         layer = self.layer
         if self.kind == "Dense":
             bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
@@ -288,6 +307,26 @@ def quantize_model(model, decay=0.99):
                 if type(only_consumer_of(x)).__name__ in PREPROCESSING
                 and _foldable_preprocessing(only_consumer_of(x))}
 
+    # The step of each fake-quantized tensor (and of what pass-through layers make of it), for
+    # the FoldedQuantConv that reads it: its bias goes on the file's int32 grid.
+    steps = {}
+
+    def fake_quant(x, name):
+        y, step = ActivationFakeQuant(decay, with_step=True, name=name)(x)
+        steps[id(y)] = step
+        return y
+
+    def with_step(x):
+        return [x, steps[id(x)]] if id(x) in steps else x
+
+    def passed(layer):
+        def run(x, **kwargs):
+            y = layer(x, **kwargs)
+            if id(x) in steps:
+                steps[id(y)] = steps[id(x)]  # max pooling, reshapes: the same int8 scale
+            return y
+        return run
+
     def operation(layer):
         kind = type(layer).__name__
         if kind == "BatchNormalization" and id(layer) in folded_bns:
@@ -295,27 +334,23 @@ def quantize_model(model, decay=0.99):
         if kind in QUANTIZED:
             wrapped = FoldedQuantConv(layer, folded.get(id(layer)))
             if id(layer) in quantize_later:
-                return lambda x, **kwargs: wrapped(x)
-            quant = ActivationFakeQuant(decay, name=f"{layer.name}_act_quant")
-            return lambda x, **kwargs: quant(wrapped(x))
+                return lambda x, **kwargs: wrapped(with_step(x))
+            return lambda x, **kwargs: fake_quant(wrapped(with_step(x)), f"{layer.name}_act_quant")
         if kind in PREPROCESSING and _foldable_preprocessing(layer):
             input_quant = (ActivationFakeQuant(decay, name=f"{layer.name}_input_quant")
                            if id(layer) in at_input else None)
             wrapped = FoldedQuantConv(layer, input_quant=input_quant)
-            quant = ActivationFakeQuant(decay, name=f"{layer.name}_act_quant")
-            return lambda x, **kwargs: quant(wrapped(x))
+            return lambda x, **kwargs: fake_quant(wrapped(with_step(x)), f"{layer.name}_act_quant")
         if kind in ACTIVATIONS + OUTPUT_QUANTIZED:
-            quant = ActivationFakeQuant(decay, name=f"{layer.name}_quant")
-            return lambda *args, **kwargs: quant(layer(*args, **kwargs))
+            return lambda *args, **kwargs: fake_quant(layer(*args, **kwargs), f"{layer.name}_quant")
         if kind in PASS_THROUGH:
-            return layer
+            return passed(layer)
         raise _unsupported(layer)
 
     inputs = [keras.Input(tuple(x.shape[1:]), name=x._keras_history.operation.name)
               for x in graph.inputs]
     quantized_inputs = [
-        x if id(only_consumer_of(original)) in at_input
-        else ActivationFakeQuant(decay, name=f"{x.name}_quant")(x)
+        x if id(only_consumer_of(original)) in at_input else fake_quant(x, f"{x.name}_quant")
         for x, original in zip(inputs, graph.inputs)]
     outputs = graph._run_through_graph(
         quantized_inputs if len(inputs) > 1 else quantized_inputs[0], operation_fn=operation)
