@@ -300,6 +300,8 @@ def quantize_model(model, decay=0.99):
                 nxt = only_consumer(nxt)
             if type(nxt).__name__ in ACTIVATIONS:
                 quantize_later.add(id(layer))
+        elif type(layer).__name__ == "Add" and type(only_consumer(layer)).__name__ == "ReLU":
+            quantize_later.add(id(layer))  # the file fuses the ReLU into its ADD: one rounding
     folded_bns = {id(bn) for bn in folded.values()}
     # Preprocessing that is the only consumer of a model input quantizes that input itself, so
     # that it knows the input's scale and can put its bias on the file's int32 grid.
@@ -341,6 +343,8 @@ def quantize_model(model, decay=0.99):
                            if id(layer) in at_input else None)
             wrapped = FoldedQuantConv(layer, input_quant=input_quant)
             return lambda x, **kwargs: fake_quant(wrapped(with_step(x)), f"{layer.name}_act_quant")
+        if kind == "Add" and id(layer) in quantize_later:
+            return layer
         if kind in ACTIVATIONS + OUTPUT_QUANTIZED:
             return lambda *args, **kwargs: fake_quant(layer(*args, **kwargs), f"{layer.name}_quant")
         if kind in PASS_THROUGH:
