@@ -460,6 +460,13 @@ def test_native_qat_rounds_an_add_once_when_the_file_fuses_its_relu(cifar_batch,
     native.to_tflite(qat, tmp_path / "res.tflite", representative_data=_dataset(cifar_batch))
     ops = [op[0] for op in native.ops_report(tmp_path / "res.tflite")["ops"]]
     assert "ADD" in ops and "RELU" not in ops  # fused
+    # a leaky ReLU is not fused: the Add keeps its own rounding
+    leaky_in = keras.Input((4, 4, 2))
+    leaky = keras.layers.ReLU(negative_slope=0.1, name="leaky")(
+        keras.layers.Add(name="add")([leaky_in, leaky_in]))
+    leaky_names = [layer.name for layer in native.quantize_model(
+        keras.Model(leaky_in, keras.layers.Dense(2)(leaky))).layers]
+    assert "add_quant" in leaky_names
 
 
 def test_quantization_aware_finds_fake_quant_layers_in_nested_models():

@@ -256,6 +256,13 @@ def _foldable_preprocessing(layer):
     return all(size in (1, channels) for size in sizes)
 
 
+def _fusable_relu(layer):
+    """A ReLU the converter fuses into the op before it (RELU, RELU6): no slope, no threshold,
+    no cap other than 6."""
+    return (type(layer).__name__ == "ReLU" and not float(layer.negative_slope)
+            and not float(layer.threshold) and layer.max_value in (None, 6.0))
+
+
 def _consumers(graph):
     consumers = {}
     for nodes in graph._nodes_by_depth.values():
@@ -300,7 +307,7 @@ def quantize_model(model, decay=0.99):
                 nxt = only_consumer(nxt)
             if type(nxt).__name__ in ACTIVATIONS:
                 quantize_later.add(id(layer))
-        elif type(layer).__name__ == "Add" and type(only_consumer(layer)).__name__ == "ReLU":
+        elif type(layer).__name__ == "Add" and _fusable_relu(only_consumer(layer)):
             quantize_later.add(id(layer))  # the file fuses the ReLU into its ADD: one rounding
     folded_bns = {id(bn) for bn in folded.values()}
     # Preprocessing that is the only consumer of a model input quantizes that input itself, so
