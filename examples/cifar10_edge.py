@@ -27,8 +27,9 @@ import keras  # noqa: E402
 from keras_kd import atomic, data, edge_parity, export  # noqa: E402
 
 
-def _quantization_aware(args, model, name):
-    """The QAT student: reloaded from OUTPUT_DIR if a previous run saved it, else distilled."""
+def _quantization_aware(args, model, name, splits):
+    """The QAT student: reloaded from OUTPUT_DIR if a previous run saved it, else distilled
+    on the training split (batched at --batch-size, shuffled from --seed)."""
     from keras_kd.optimize import native
 
     path = os.path.join(args.output_dir, f"{name}_qat.keras")
@@ -36,9 +37,10 @@ def _quantization_aware(args, model, name):
         print("reusing", path)
         return keras.saving.load_model(path), path
     keras.utils.set_random_seed(args.seed)
-    splits = data.load(args.data, batch_size=args.batch_size, seed=args.seed)
     teacher = keras.saving.load_model(args.qat_teacher)
-    train = splits.train.take(args.qat_steps) if args.qat_steps else splits.train
+    train = data.pipeline(splits.train_examples, args.batch_size, training=True,
+                          seed=args.seed, cast="float32")
+    train = train.take(args.qat_steps) if args.qat_steps else train
     result = native.quantize_distill(model, teacher, train, epochs=args.qat_epochs,
                                      alpha=args.alpha, temperature=args.temperature,
                                      learning_rate=args.qat_lr, verbose=2)
@@ -75,16 +77,16 @@ def main():
     model = keras.saving.load_model(args.model)
     name = os.path.splitext(os.path.basename(args.model))[0]
     report = {"model": args.model, "data": args.data}
+    splits = data.load(args.data, batch_size=256, seed=0)
     if args.qat_teacher:
         os.makedirs(args.output_dir, exist_ok=True)
-        model, qat_path = _quantization_aware(args, model, name)
+        model, qat_path = _quantization_aware(args, model, name, splits)
         report["qat"] = {"model": qat_path, "teacher": args.qat_teacher,
                          "epochs": args.qat_epochs, "steps_per_epoch": args.qat_steps or None,
                          "learning_rate": args.qat_lr, "alpha": args.alpha,
                          "temperature": args.temperature, "batch_size": args.batch_size,
                          "seed": args.seed}
         name = f"{name}_qat"
-    splits = data.load(args.data, batch_size=256, seed=0)
     for quantization in ("float32", "int8"):
         path = os.path.join(args.output_dir, f"{name}_{quantization}.tflite")
         _, row = export.to_tflite_and_verify(model, path, splits, quantization=quantization)

@@ -283,7 +283,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         ),
         test=pipeline(
             tf.data.Dataset.from_tensor_slices((x_test, y_test)), batch_size,
-            training=False, seed=seed, size=len(x_test), cache=False, shard_policy=DATA_SHARDING,
+            training=False, cache=False, shard_policy=DATA_SHARDING,
         ),
         num_classes=num_classes,
         input_shape=tuple(x_train.shape[1:]),
@@ -294,7 +294,7 @@ def from_arrays(train, test, *, batch_size=128, seed=0, name="arrays", class_nam
         test_size=len(x_test),
         validation=pipeline(
             tf.data.Dataset.from_tensor_slices((x_val, y_val)), batch_size,
-            training=False, seed=seed, size=len(x_val), cache=False, shard_policy=DATA_SHARDING,
+            training=False, cache=False, shard_policy=DATA_SHARDING,
         ) if len(x_val) else None,
         validation_size=len(x_val),
     )

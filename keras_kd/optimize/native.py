@@ -6,13 +6,13 @@
   `FoldedQuantConv` layer: batch norm folded into the kernel and bias with the moving
   statistics (frozen during QAT, as in TensorFlow's `freeze_bn_delay` recipe), the folded
   kernel fake-quantized per output channel (symmetric, narrow range, as TFLite's int8
-  kernels want), the folded bias left float (the converter makes it int32);
+  kernels want);
 * a Normalization / Rescaling layer on channels-last images (the raw-pixel input of the
   reference models) becomes a `FoldedQuantConv` too: a 1x1 depthwise convolution with one
-  weight per channel (which int8 holds exactly) and its bias on the file's int32 grid; when it
-  reads a model input it quantizes that input itself, so that it knows the input's scale. The
-  file then normalises exactly as the QAT model does (its own SUB/MUL would round differently:
-  see `_foldable_preprocessing`);
+  weight per channel (which int8 holds exactly). The file then normalises exactly as the QAT
+  model does (its own SUB/MUL would round differently: see `_foldable_preprocessing`);
+* every `ActivationFakeQuant` hands its step to the `FoldedQuantConv` reading it (through
+  pass-through layers), which puts its folded bias on the file's int32 grid;
 * activation ranges are fake-quantized after each block (after its activation when one
   follows), after preprocessing, pooling to a vector, Add and Concatenate, and on the input,
   with `ActivationFakeQuant` layers tracking min/max by exponential moving average;
@@ -84,28 +84,26 @@ class ActivationFakeQuant(keras.layers.Layer):
             return y, ops.reshape((high - low) / 255.0, (1,))
         return y
 
-    def scale(self):
-        """The step of the current range: what the int8 file's tensor scale will be."""
-        return (ops.maximum(self.max, self.min + 1e-6) - self.min) / 255.0
-
     def get_config(self):
         return {**super().get_config(), "decay": self.decay, "with_step": self.with_step}
 
 
-def _channel_bounds(kernel, depthwise):
-    """The kernel with one output channel per last index, and each channel's largest |w|."""
-    flat = ops.reshape(kernel, (*ops.shape(kernel)[:-2], -1)) if depthwise else kernel
-    axes = tuple(range(len(flat.shape) - 1))
-    return flat, ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8)
-
-
-def _per_channel(kernel, depthwise):
-    """Symmetric per-output-channel fake quantization of a (folded) kernel."""
+def _fake_quant_kernel(kernel, kind):
+    """A (folded) kernel fake-quantized as the file stores it: symmetric narrow-range int8,
+    per output channel (per tensor for Dense). Also returns the largest |w| of each channel
+    (of the tensor for Dense): the channel's int8 step is that / 127."""
+    if kind == "Dense":
+        bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
+        return keras.quantizers.fake_quant_with_min_max_vars(
+            kernel, -bound, bound, num_bits=8, narrow_range=True), bound
+    depthwise = kind != "Conv2D"  # DepthwiseConv2D, and folded preprocessing
     shape = ops.shape(kernel)
-    flat, bound = _channel_bounds(kernel, depthwise)
+    flat = ops.reshape(kernel, (*shape[:-2], -1)) if depthwise else kernel
+    axes = tuple(range(len(flat.shape) - 1))
+    bound = ops.maximum(ops.max(ops.abs(flat), axis=axes), 1e-8)
     quantized = keras.quantizers.fake_quant_with_min_max_vars(
         flat, -bound, bound, num_bits=8, narrow_range=True, axis=-1)
-    return ops.reshape(quantized, shape) if depthwise else quantized
+    return (ops.reshape(quantized, shape) if depthwise else quantized), bound
 
 
 @keras.saving.register_keras_serializable(package="keras_kd")
@@ -115,14 +113,10 @@ class FoldedQuantConv(keras.layers.Layer):
     layers: their variables are the ones trained. Saved and loaded with the model (a QAT
     model written to `.keras` reloads and exports as it was)."""
 
-    def __init__(self, layer, batch_norm=None, input_quant=None, name=None, **kwargs):
+    def __init__(self, layer, batch_norm=None, name=None, **kwargs):
         super().__init__(name=name or f"{layer.name}_quant", **kwargs)
         self.layer = layer
         self.batch_norm = batch_norm
-        self.input_quant = input_quant
-        if input_quant is not None and not input_quant.built:
-            input_quant.build(())  # scalar range: built here, its weights' paths are the same
-            # when the model is built and when it is reloaded
         self.kind = type(layer).__name__
 
     def build(self, input_shape):
@@ -137,14 +131,13 @@ class FoldedQuantConv(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(layer=keras.saving.serialize_keras_object(self.layer),
-                      batch_norm=keras.saving.serialize_keras_object(self.batch_norm),
-                      input_quant=keras.saving.serialize_keras_object(self.input_quant))
+                      batch_norm=keras.saving.serialize_keras_object(self.batch_norm))
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("layer", "batch_norm", "input_quant"):
+        for key in ("layer", "batch_norm"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
@@ -182,45 +175,31 @@ class FoldedQuantConv(keras.layers.Layer):
             factor = ops.reshape(factor, (kernel.shape[2], kernel.shape[3]))
         return kernel * factor, bias
 
-    def _int32_bias(self, kernel, bias, input_step):
-        """The bias on the file's int32 grid (step: the input's step x each output channel's
-        weight step, as TFLite quantizes it), straight-through for its gradient."""
-        if self.kind == "Dense":
-            bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
-        else:
-            bound = _channel_bounds(kernel, self.kind != "Conv2D")[1]
-        unit = input_step * bound / 127.0
-        return bias + ops.stop_gradient(ops.round(bias / unit) * unit - bias)
-
-    def call(self, inputs, training=False):
-        """`inputs`: `x`, or `[x, step of x]` (from the `ActivationFakeQuant` before it)."""
+    def call(self, inputs):
+        """`inputs`: `x`, or `[x, step of x]` from the `ActivationFakeQuant` before it; with
+        the step, the bias goes on the file's int32 grid (the input's step x each output
+        channel's weight step), straight-through for its gradient."""
         x, step = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
-        if self.input_quant is not None:
-            x = self.input_quant(x, training=training)
-            step = self.input_quant.scale()
         kernel, bias = self._folded()
+        kernel, bound = _fake_quant_kernel(kernel, self.kind)
         if step is not None:
-            bias = self._int32_bias(kernel, bias, step)
+            unit = step * bound / 127.0
+            bias = bias + ops.stop_gradient(ops.round(bias / unit) * unit - bias)
         layer = self.layer
         if self.kind == "Dense":
-            bound = ops.maximum(ops.max(ops.abs(kernel)), 1e-8)
-            kernel = keras.quantizers.fake_quant_with_min_max_vars(
-                kernel, -bound, bound, num_bits=8, narrow_range=True)
             y = ops.matmul(x, kernel)
         elif self.kind == "Conv2D":
-            y = ops.conv(x, _per_channel(kernel, False), strides=layer.strides,
-                         padding=layer.padding, data_format=layer.data_format,
-                         dilation_rate=layer.dilation_rate)
+            y = ops.conv(x, kernel, strides=layer.strides, padding=layer.padding,
+                         data_format=layer.data_format, dilation_rate=layer.dilation_rate)
         elif self.kind in PREPROCESSING:
-            y = ops.depthwise_conv(x, _per_channel(kernel, True), strides=1, padding="valid")
+            y = ops.depthwise_conv(x, kernel, strides=1, padding="valid")
         else:
-            y = ops.depthwise_conv(x, _per_channel(kernel, True), strides=layer.strides,
-                                   padding=layer.padding, data_format=layer.data_format,
+            y = ops.depthwise_conv(x, kernel, strides=layer.strides, padding=layer.padding,
+                                   data_format=layer.data_format,
                                    dilation_rate=layer.dilation_rate)
         y = y + bias
-        if self.kind in PREPROCESSING:
-            return y
-        return layer.activation(y) if layer.activation is not None else y
+        activation = getattr(layer, "activation", None)  # preprocessing has none
+        return activation(y) if activation is not None else y
 
 
 def _unsupported(layer):
@@ -290,12 +269,9 @@ def quantize_model(model, decay=0.99):
     graph = _graph(clone)
     consumers = _consumers(graph)
 
-    def only_consumer_of(tensor):
-        following = consumers.get(id(tensor), [])
-        return following[0] if len(following) == 1 else None
-
     def only_consumer(layer):
-        return only_consumer_of(layer.output)
+        following = consumers.get(id(layer.output), [])
+        return following[0] if len(following) == 1 else None
 
     folded = {}  # id(conv or dense) -> the BatchNormalization folded into it
     quantize_later = set()  # layers whose output range is taken after their activation
@@ -310,11 +286,6 @@ def quantize_model(model, decay=0.99):
         elif type(layer).__name__ == "Add" and _fusable_relu(only_consumer(layer)):
             quantize_later.add(id(layer))  # the file fuses the ReLU into its ADD: one rounding
     folded_bns = {id(bn) for bn in folded.values()}
-    # Preprocessing that is the only consumer of a model input quantizes that input itself, so
-    # that it knows the input's scale and can put its bias on the file's int32 grid.
-    at_input = {id(only_consumer_of(x)) for x in graph.inputs
-                if type(only_consumer_of(x)).__name__ in PREPROCESSING
-                and _foldable_preprocessing(only_consumer_of(x))}
 
     # The step of each fake-quantized tensor (and of what pass-through layers make of it), for
     # the FoldedQuantConv that reads it: its bias goes on the file's int32 grid.
@@ -346,9 +317,7 @@ def quantize_model(model, decay=0.99):
                 return lambda x, **kwargs: wrapped(with_step(x))
             return lambda x, **kwargs: fake_quant(wrapped(with_step(x)), f"{layer.name}_act_quant")
         if kind in PREPROCESSING and _foldable_preprocessing(layer):
-            input_quant = (ActivationFakeQuant(decay, name=f"{layer.name}_input_quant")
-                           if id(layer) in at_input else None)
-            wrapped = FoldedQuantConv(layer, input_quant=input_quant)
+            wrapped = FoldedQuantConv(layer)
             return lambda x, **kwargs: fake_quant(wrapped(with_step(x)), f"{layer.name}_act_quant")
         if kind == "Add" and id(layer) in quantize_later:
             return layer
@@ -360,9 +329,7 @@ def quantize_model(model, decay=0.99):
 
     inputs = [keras.Input(tuple(x.shape[1:]), name=x._keras_history.operation.name)
               for x in graph.inputs]
-    quantized_inputs = [
-        x if id(only_consumer_of(original)) in at_input else fake_quant(x, f"{x.name}_quant")
-        for x, original in zip(inputs, graph.inputs)]
+    quantized_inputs = [fake_quant(x, f"{x.name}_quant") for x in inputs]
     outputs = graph._run_through_graph(
         quantized_inputs if len(inputs) > 1 else quantized_inputs[0], operation_fn=operation)
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
