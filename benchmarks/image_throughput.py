@@ -48,8 +48,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import (REPO, add_summary_arguments, epoch_times, markdown_table,  # noqa: E402
                     saved_run, write_outputs)
-from train_throughput import (ALPHA, T, bare_step, fit_epoch, fit_numpy_epoch, plot,  # noqa: E402
-                              time_round_robin)
+from train_throughput import (ALPHA, T, dataset_loop, fit_epoch, fit_numpy_epoch,  # noqa: E402
+                              plot, time_round_robin)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import views as views_lib  # noqa: E402
@@ -68,32 +68,6 @@ def pipeline(examples, n, batch_size, shuffle=True):
     """The training pipeline of `keras_kd.data.from_directory` on the first `n` examples."""
     return kd.data.pipeline(examples.take(n), batch_size, training=shuffle, seed=0, size=n,
                             cast=tf.float32)
-
-
-def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True):
-    """A callable timing one epoch of a bare loop over the pipeline inside one tf.function."""
-    step = bare_step(teacher, student, with_teacher, jit, train)
-
-    steps = int(ds.cardinality())
-
-    @tf.function
-    def epoch(iterator):
-        # `next(iterator)` in a tf.range loop, not `for x, y in ds`: autograph turns the latter
-        # into `ds.reduce`, whose body runs inside the tf.data runtime (about 2x slower in a
-        # noisy --limit 1024 smoke run)
-        total = tf.constant(0.0)
-        for k in tf.range(steps):
-            x, y = next(iterator)
-            if augment is not None:  # outside XLA: ImageProjectiveTransformV3 has no XLA kernel
-                x, y = augment(x, y, seed=tf.stack([tf.constant(0), k]))
-            total += step(x, y)
-        return total
-
-    def run():
-        start = time.perf_counter()
-        epoch(iter(ds)).numpy()
-        return time.perf_counter() - start
-    return run
 
 
 class Models:

@@ -17,6 +17,12 @@ For each teacher/student pair, on identical models, data and batch size, in one 
   second epoch of one `fit(..., epochs=2)`, without the once-per-`fit` array adapter) and
   with cached teacher logits (defaults; XLA on).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
+- `limit_tfdata_*` / `limit_numpy_*`: the limit's loop fed by the input pipeline of the `fit`
+  variants (the cached tf.data batches; Keras' array adapter over the numpy arrays), one
+  iterator per epoch, in one call: the input path's own cost, and the limit of "fed as users
+  feed it" (as `image_throughput.py`'s limits read the image pipeline).
+- `keras_kd_step_loop`: `Distiller.train_step` (metrics and logs included) in the limit's
+  compiled loop over pre-batched tensors: keras_kd's step without `fit` or tf.data.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
 time one epoch of each variant in turn, so that drift of a shared machine hits all variants
@@ -150,7 +156,12 @@ def bare_step(teacher, student, with_teacher, jit, train=True):
 
 def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
     """A callable timing one epoch of a bare loop: no Keras fit, no callbacks, no pipeline."""
-    step = bare_step(teacher, student, with_teacher, jit, train)
+    return tensor_loop(bare_step(teacher, student, with_teacher, jit, train), xb, yb)
+
+
+def tensor_loop(step, xb, yb):
+    """A callable timing one epoch of `step(x, y) -> loss` over pre-batched tensors, in one
+    tf.function."""
 
     @tf.function
     def epoch():
@@ -164,6 +175,51 @@ def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
         epoch().numpy()
         return time.perf_counter() - start
     return run
+
+
+def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, steps=None):
+    """A callable timing one epoch of a bare loop reading `ds` (an iterator made per epoch)
+    inside one tf.function: the limit fed by the same input pipeline as `fit`. `steps`:
+    batches per epoch, for a dataset of unknown cardinality."""
+    step = bare_step(teacher, student, with_teacher, jit, train)
+
+    steps = steps or int(ds.cardinality())
+
+    @tf.function
+    def epoch(iterator):
+        # `next(iterator)` in a tf.range loop, not `for x, y in ds`: autograph turns the latter
+        # into `ds.reduce`, whose body runs inside the tf.data runtime (about 2x slower in a
+        # noisy --limit 1024 smoke run)
+        total = tf.constant(0.0)
+        for k in tf.range(steps):
+            x, y = next(iterator)
+            if augment is not None:  # outside XLA: ImageProjectiveTransformV3 has no XLA kernel
+                x, y = augment(x, y, seed=tf.stack([tf.constant(0), k]))
+            total += step(x, y)
+        return total
+
+    def run():
+        start = time.perf_counter()
+        epoch(iter(ds)).numpy()
+        return time.perf_counter() - start
+    return run
+
+
+def keras_array_dataset(x, y, batch_size):
+    """The dataset Keras' `fit(x, y, batch_size=..., shuffle=True)` reads numpy arrays through
+    (its array adapter: a new permutation per iteration, batches gathered in a parallel map)."""
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    return ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+
+
+def distiller_step_loop(distiller, x, y, xb, yb):
+    """A callable timing one epoch of `distiller.train_step` (metrics and logs included) in
+    the compiled loop of the limits: keras_kd's step without `fit`, tf.data or executions."""
+    distiller.fit(x[:2 * xb.shape[1]], y[:2 * xb.shape[1]], batch_size=int(xb.shape[1]),
+                  verbose=0)  # builds the models, the metrics and the optimizer
+    step = tf.function(distiller.train_step, jit_compile=distiller.jit_compile)
+    return tensor_loop(lambda x_, y_: step((x_, y_))["loss"], xb, yb)
 
 
 def keras_distiller(teacher, student):
@@ -199,6 +255,15 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
         variants[f"limit_teacher_student_xla_{tag}"] = compiled_loop(*fresh_pair(pair), xb, yb,
                                                                      True, jit)
         variants[f"limit_student_xla_{tag}"] = compiled_loop(*fresh_pair(pair), xb, yb, False, jit)
+        # the same limits fed by the input pipelines of the `fit` variants below: the
+        # cached tf.data batches and Keras' array adapter over the numpy arrays
+        variants[f"limit_tfdata_teacher_student_xla_{tag}"] = dataset_loop(
+            *fresh_pair(pair), ds, None, True, jit)
+        variants[f"limit_numpy_teacher_student_xla_{tag}"] = dataset_loop(
+            *fresh_pair(pair), keras_array_dataset(x, y, batch_size), None, True, jit,
+            steps=len(x) // batch_size)
+    variants["keras_kd_step_loop"] = distiller_step_loop(
+        keras_kd_distiller(*fresh_pair(pair)), x, y, xb, yb)
     variants["teacher_inference"] = compiled_loop(*fresh_pair(pair), xb, yb, True, False,
                                                   train=False)
     _, student = fresh_pair(pair)
@@ -254,6 +319,22 @@ def summarize(pair, times, steps, statistic="min", calls=None):
         "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (
             "keras_kd_live_numpy_xla_on_later_epoch", "limit_teacher_student_xla_on"),
         "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
+        # decomposition: keras_kd's step alone, and the input pipelines alone, each against
+        # the pre-batched limit; then each `fit` path against the limit fed the same pipeline
+        "keras_kd_step_loop_vs_limit_xla_off": ("keras_kd_step_loop",
+                                                "limit_teacher_student_xla_off"),
+        "limit_tfdata_vs_limit_xla_off": ("limit_tfdata_teacher_student_xla_off",
+                                          "limit_teacher_student_xla_off"),
+        "limit_numpy_vs_limit_xla_off": ("limit_numpy_teacher_student_xla_off",
+                                         "limit_teacher_student_xla_off"),
+        "keras_kd_live_vs_tfdata_limit_xla_off": ("keras_kd_live",
+                                                  "limit_tfdata_teacher_student_xla_off"),
+        "keras_kd_live_xla_on_vs_tfdata_limit_xla_on": ("keras_kd_live_xla_on",
+                                                        "limit_tfdata_teacher_student_xla_on"),
+        "keras_kd_live_numpy_vs_numpy_limit_xla_off": ("keras_kd_live_numpy",
+                                                       "limit_numpy_teacher_student_xla_off"),
+        "keras_kd_live_numpy_xla_on_vs_numpy_limit_xla_on": (
+            "keras_kd_live_numpy_xla_on", "limit_numpy_teacher_student_xla_on"),
         "keras_kd_cached_xla_on_vs_student_limit_xla_on": ("keras_kd_cached_xla_on",
                                                            "limit_student_xla_on"),
     }
