@@ -154,6 +154,13 @@ def bare_step(teacher, student, with_teacher, jit, train=True):
     return step
 
 
+def seconds(call):
+    """Wall-clock seconds of `call()`."""
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
 def compiled_loop(teacher, student, xb, yb, with_teacher, jit, train=True):
     """A callable timing one epoch of a bare loop: no Keras fit, no callbacks, no pipeline."""
     return tensor_loop(bare_step(teacher, student, with_teacher, jit, train), xb, yb)
@@ -170,11 +177,7 @@ def tensor_loop(step, xb, yb):
             total += step(xb[i], yb[i])
         return total
 
-    def run():
-        start = time.perf_counter()
-        epoch().numpy()
-        return time.perf_counter() - start
-    return run
+    return lambda: seconds(lambda: epoch().numpy())
 
 
 def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, steps=None):
@@ -198,11 +201,7 @@ def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, s
             total += step(x, y)
         return total
 
-    def run():
-        start = time.perf_counter()
-        epoch(iter(ds)).numpy()
-        return time.perf_counter() - start
-    return run
+    return lambda: seconds(lambda: epoch(iter(ds)).numpy())
 
 
 def keras_array_dataset(x, y, batch_size):
