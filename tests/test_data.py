@@ -1,5 +1,6 @@
 """keras_kd.data: real MNIST from .npz, scikit-learn digits, TFDS offline via mock_data."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -49,6 +50,46 @@ def test_pipeline_keeps_the_order_of_the_chain_it_replaced_and_casts_per_batch()
     np.testing.assert_array_equal(ordered, np.arange(50))
     with pytest.raises(ValueError, match=r"`size`: None.*length is unknown"):
         data.pipeline(ds.filter(lambda a, b: True), 8, training=True)
+
+
+def _epoch_orders(ds, epochs):
+    """The labels `fit` trains on, batch by batch, for `epochs` epochs of `ds`."""
+    seen = []
+
+    class Recorder(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, batch):
+            tf.py_function(lambda y: seen.append(y.numpy().tolist()), [batch[1]], [])
+            return {"loss": tf.constant(0.0)}
+
+    model = Recorder()
+    model.compile("sgd")
+    model.fit(ds, epochs=epochs, verbose=0)
+    per_epoch = len(seen) // epochs
+    return [sum(seen[e * per_epoch:(e + 1) * per_epoch], []) for e in range(epochs)]
+
+
+def test_pipeline_reshuffles_every_fit_epoch_under_a_global_seed():
+    """With `keras.utils.set_random_seed`, Keras 3.15's own `fit(x, y, shuffle=True)` on arrays
+    repeats one batch order in every epoch (docs/guide.md, "Data"); `data.pipeline`, which
+    the loaders and the docs recommend instead, must draw a new order each epoch, the same
+    one for the same seed."""
+    x = np.arange(20, dtype="float32")[:, None]
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(20)))
+    runs = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        runs.append(_epoch_orders(data.pipeline(ds, 5, training=True, seed=1), 3))
+    first = runs[0]
+    assert all(sorted(order) == list(range(20)) for order in first)  # each epoch: every example
+    assert len({tuple(order) for order in first}) == 3  # a new order each epoch
+    assert runs[0] == runs[1]  # and the same orders for the same seeds
 
 
 def test_digits_needs_no_download():
