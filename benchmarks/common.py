@@ -19,10 +19,12 @@ STATISTICS = ("min", "median")
 
 
 def epoch_times(times, statistic):
-    """One time per variant from its repeats. `min` (default): on this project's shared VMs an
-    epoch sometimes stalls to the next multiple of about 5.12 s (seen as many epochs of
-    exactly 10.23 s), and a stall only ever adds time, so the fastest repeat is the best
-    estimate of the undisturbed epoch; `median` for machines without such stalls."""
+    """One time per variant from its repeats. `min` (default): a stall only ever adds time, so
+    the fastest repeat is the best estimate of the undisturbed epoch; `median` for machines
+    without stalls. The stalls of exactly 2.55, 5.11, 10.23 or 20.47 s seen until session 15
+    were tf.data's autotuner delaying an iterator's destruction to its next wake-up
+    (benchmarks/epoch_boundary.py); the limits' loops now drop their iterator outside the
+    timing, and keras_kd's pipelines run without the autotuner."""
     import statistics as stats
 
     pick = min if statistic == "min" else stats.median

@@ -201,7 +201,17 @@ def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, s
             total += step(x, y)
         return total
 
-    return lambda: seconds(lambda: epoch(iter(ds)).numpy())
+    def timed_epoch():
+        iterator = iter(ds)
+        elapsed = seconds(lambda: epoch(iterator).numpy())
+        # dropped after the timing, as the one-epoch `fit` calls timed here drop theirs after
+        # `on_epoch_end`: with tf.data's autotuner on, the drop can wait for its next wake-up
+        # (benchmarks/epoch_boundary.py), which made limits of exactly 2.55, 5.11, 10.23 and
+        # 20.47 s before session 15
+        del iterator
+        return elapsed
+
+    return timed_epoch
 
 
 def keras_array_dataset(x, y, batch_size):

@@ -177,11 +177,28 @@ def load_digits(test_fraction=0.25, seed=0):
     return (x[train], y[train]), (x[test], y[test])
 
 
+def prefetched(ds):
+    """`ds.prefetch(AUTOTUNE)` with tf.data's autotuning thread turned off, for `fit`.
+
+    With autotuning on, destroying an iterator can block until the autotuner's next
+    wake-up, whose period doubles from 10 ms: the wait ends 2.56, 5.12, 10.24, 20.48 ... s
+    after the iterator was made. Keras makes a new iterator each epoch and drops the old one
+    early in the next epoch, so a multi-epoch `fit` paid seconds in some epochs
+    (benchmarks/epoch_boundary.py, docs/guide.md "Performance"). Without the autotuner the
+    input still overlaps the step (prefetch), and parallel maps run min(16, cores) calls at
+    a time, the autotuner's starting value. Every pipeline keras_kd builds ends here.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(AUTOTUNE).with_options(options)
+
+
 def pipeline(ds, batch_size, *, training, seed=0, size=None, cache=True, cast=None,
              shard_policy=None):
     """An unbatched `(x, y)` dataset made ready for `fit`: cached, shuffled (when
     `training`, reshuffled each epoch from `seed`, buffer `min(size, 60000)`), batched, `x`
-    cast to `cast` per batch (e.g. `tf.float32` for images stored as uint8), prefetched.
+    cast to `cast` per batch (e.g. `tf.float32` for images stored as uint8), prefetched
+    without tf.data's autotuning thread (`prefetched`).
 
     Under multi-worker training `fit` shards the result across workers: `shard_policy` sets
     it (in-memory sources shard by example, `DATA`; TFDS sources keep `AUTO`: by file when
@@ -206,7 +223,7 @@ def pipeline(ds, batch_size, *, training, seed=0, size=None, cache=True, cast=No
     ds = ds.batch(batch_size)
     if cast is not None:
         ds = ds.map(lambda x, y: (tf.cast(x, cast), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return prefetched(ds)
 
 
 def _labels(y_train, y_test):

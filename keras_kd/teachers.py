@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_kd import checks
 from keras_kd import compat
+from keras_kd import data as data_lib
 from keras_kd.losses.logits import check_temperature
 from keras_kd.losses.logits import softened_log_probs
 from keras_kd import fingerprint
@@ -292,7 +293,7 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
     teacher = precision.teacher_in(teacher, teacher_dtype)
     if path is None:
         cached = _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose)
-        return cached.prefetch(tf.data.AUTOTUNE)
+        return data_lib.prefetched(cached)
 
     requested = {"teacher": fingerprint.weights_digest(teacher),
                  "teacher_dtype": str(teacher_dtype or "float32"),
@@ -333,5 +334,4 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
         cached = cached.unbatch().shuffle(
             shuffle_buffer, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
     # a known length for Keras (progress bar, no "ran out of data" after the first epoch)
-    return cached.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(
-        tf.data.AUTOTUNE)
+    return data_lib.prefetched(cached.apply(tf.data.experimental.assert_cardinality(batches)))

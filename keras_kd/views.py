@@ -33,6 +33,7 @@ import tensorflow as tf
 from keras_kd import atomic
 from keras_kd import augment as augment_lib
 from keras_kd import checks
+from keras_kd import data as data_lib
 from keras_kd import fingerprint as fingerprint_lib
 from keras_kd import precision
 from keras_kd.teachers import INPUTS, TEACHER_LOGITS, VIEW_SEED
@@ -141,7 +142,7 @@ class ReplayedViews:
         ds = self._batches(0, stored).repeat(None if epochs is None else -(-epochs // stored))
         if epochs is not None:
             ds = ds.take(epochs * self.steps_per_epoch)
-        return ds.map(element, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        return data_lib.prefetched(ds.map(element, num_parallel_calls=tf.data.AUTOTUNE))
 
     def callback(self):
         """A Keras callback that logs which stored epoch each training epoch replays."""

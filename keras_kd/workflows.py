@@ -138,7 +138,7 @@ def epoch_seeded_train(splits, seed):
         i = order[step * batch_size:tf.minimum((step + 1) * batch_size, n)]
         return tf.gather(x, i), tf.gather(y, i)
 
-    dataset = tf.data.Dataset.range(steps).map(batch).prefetch(tf.data.AUTOTUNE)
+    dataset = data_lib.prefetched(tf.data.Dataset.range(steps).map(batch))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = data_lib.DATA_SHARDING
     return dataset.with_options(options), _EpochSeed(epoch)

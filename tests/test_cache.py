@@ -179,6 +179,7 @@ def test_shuffled_cache_keeps_each_example_with_its_logits(tmp_path, on_disk):
     cached = kd.teachers.cache_logits(
         teacher, tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
         path=tmp_path / "c" if on_disk else None, shuffle_buffer=100, seed=0)
+    assert cached.options().autotune.enabled is False  # data.prefetched: no epoch-end wait
     epochs = []
     for _ in range(2):
         order = []

@@ -92,6 +92,22 @@ def test_pipeline_reshuffles_every_fit_epoch_under_a_global_seed():
     assert runs[0] == runs[1]  # and the same orders for the same seeds
 
 
+def test_every_split_runs_without_the_autotuning_thread(mnist_path):
+    """`data.prefetched` ends every pipeline keras_kd builds: tf.data's autotuner is off, so
+    dropping an epoch's iterator never waits for its next wake-up (benchmarks/epoch_boundary.py),
+    while the pipeline still shards as it should under multi-worker training."""
+    splits = data.load(mnist_path, batch_size=100, validation_split=0.1)
+    for ds in (splits.train, splits.validation, splits.test):
+        assert ds.options().autotune.enabled is False
+    arrays = data.from_arrays(splits.train_arrays(limit=500), splits.test_arrays(limit=100),
+                              batch_size=32)
+    assert arrays.train.options().autotune.enabled is False
+    assert (arrays.train.options().experimental_distribute.auto_shard_policy
+            == data.DATA_SHARDING)
+    ds = tf.data.Dataset.range(5)
+    assert list(data.prefetched(ds).as_numpy_iterator()) == list(range(5))
+
+
 def test_digits_needs_no_download():
     splits = data.load("digits", batch_size=32)
     assert splits.train_size + splits.test_size == 1797

@@ -107,7 +107,9 @@ def test_epochs_past_the_stored_ones_replay_them_cyclically_in_every_mode():
     views = views_lib.cache_views(_model("teacher", 1), (x, y), _augment(), epochs=2,
                                   batch_size=16, seed=3)
     for kwargs in ({}, {"teacher_logits": False}, {"augmented": True}):
-        batches = list(views.dataset(epochs=5, **kwargs))
+        ds = views.dataset(epochs=5, **kwargs)
+        assert ds.options().autotune.enabled is False  # data.prefetched: no epoch-end wait
+        batches = list(ds)
         assert len(batches) == 5 * views.steps_per_epoch
         flat = [np.concatenate([np.ravel(t) for t in tf.nest.flatten(b)]) for b in batches]
         for k in range(2, 5):
