@@ -188,6 +188,11 @@ def prefetched(ds):
     input still overlaps the step (prefetch), and parallel maps run min(16, cores) calls at
     a time, the autotuner's starting value. Every pipeline keras_kd builds ends here.
     """
+    if not isinstance(ds, tf.data.Dataset):
+        raise TypeError(
+            f"Invalid value for argument `ds`. Expected a tf.data.Dataset. Received: "
+            f"ds={type(ds).__name__}"
+        )
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(AUTOTUNE).with_options(options)

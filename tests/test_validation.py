@@ -179,6 +179,7 @@ CASES = [
     ("soft labels not summing to 1", lambda p: data.from_arrays(
         (ARRAYS, np.eye(3)[LABELS]), (ARRAYS, np.eye(3)[LABELS] * 2)), ValueError, "y_test",
      "row sums from 2"),
+    ("prefetched of a list", lambda p: data.prefetched([1, 2]), TypeError, "ds", "ds=list"),
     # -- export
     ("export: not a model", lambda p: export.to_tflite("model", str(p / "m.tflite")), ValueError,
      "model", "model='model'"),
