@@ -25,14 +25,13 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow as tf  # noqa: E402
 from common import DEFAULT_MNIST, load_mnist, markdown_table, write_outputs  # noqa: E402
-from train_throughput import (EpochTimer, bare_step, fresh_pair,  # noqa: E402
-                              keras_kd_distiller, seconds)
+from train_throughput import (FitEpoch, dataset_loop, fresh_pair,  # noqa: E402
+                              keras_kd_distiller)
 
 from keras_kd import data  # noqa: E402
 
@@ -51,36 +50,24 @@ def training_pipeline(x, y, batch_size, setting):
 
 
 def fit_epochs(x, y, batch_size, epochs, setting):
-    distiller = keras_kd_distiller(*fresh_pair("mlp"))
-    timer = EpochTimer()
-    call = seconds(lambda: distiller.fit(training_pipeline(x, y, batch_size, setting),
-                                         epochs=epochs, verbose=0, callbacks=[timer]))
-    return timer.times, call
+    run = FitEpoch(keras_kd_distiller(*fresh_pair("mlp")),
+                   training_pipeline(x, y, batch_size, setting), epochs=epochs)
+    run()
+    return run.timer.times, run.call_seconds[0]
 
 
 def teardown_rounds(x, y, batch_size, repeats):
-    step = bare_step(*fresh_pair("mlp"), True, False)
-    datasets = {s: training_pipeline(x, y, batch_size, s) for s in SETTINGS}
-    steps = int(datasets["autotune_off"].cardinality())
-
-    @tf.function
-    def epoch(iterator):
-        total = tf.constant(0.0)
-        for _ in tf.range(steps):
-            xb, yb = next(iterator)
-            total += step(xb, yb)
-        return total
-
     times = {s: {"loop": [], "teardown": []} for s in SETTINGS}
-    for setting in SETTINGS:  # warm-up: tracing, and the pipeline's cache
-        epoch(iter(datasets[setting])).numpy()
+    loops = {s: dataset_loop(*fresh_pair("mlp"), training_pipeline(x, y, batch_size, s), None,
+                             True, False, teardowns=times[s]["teardown"])
+             for s in SETTINGS}
+    for run in loops.values():  # warm-up: tracing, and the pipeline's cache
+        run()
+    for t in times.values():
+        t["teardown"].clear()
     for _ in range(repeats):
-        for setting, ds in datasets.items():
-            iterator = iter(ds)
-            times[setting]["loop"].append(seconds(lambda: epoch(iterator).numpy()))
-            start = time.perf_counter()
-            del iterator
-            times[setting]["teardown"].append(time.perf_counter() - start)
+        for setting, run in loops.items():
+            times[setting]["loop"].append(run())
     return times
 
 

@@ -180,10 +180,12 @@ def tensor_loop(step, xb, yb):
     return lambda: seconds(lambda: epoch().numpy())
 
 
-def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, steps=None):
+def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, steps=None,
+                 teardowns=None):
     """A callable timing one epoch of a bare loop reading `ds` (an iterator made per epoch)
     inside one tf.function: the limit fed by the same input pipeline as `fit`. `steps`:
-    batches per epoch, for a dataset of unknown cardinality."""
+    batches per epoch, for a dataset of unknown cardinality. `teardowns`: a list that gets the
+    seconds each epoch's iterator took to destroy, after the timing."""
     step = bare_step(teacher, student, with_teacher, jit, train)
 
     steps = steps or int(ds.cardinality())
@@ -208,7 +210,10 @@ def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, s
         # `on_epoch_end`: with tf.data's autotuner on, the drop can wait for its next wake-up
         # (benchmarks/epoch_boundary.py), which made limits of exactly 2.55, 5.11, 10.23 and
         # 20.47 s before session 15
+        start = time.perf_counter()
         del iterator
+        if teardowns is not None:
+            teardowns.append(time.perf_counter() - start)
         return elapsed
 
     return timed_epoch
