@@ -13,12 +13,14 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
 - `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
   `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
-  batch_size=...)`, as a new user would, with defaults and with XLA on; `_later_epoch`: the
-  second epoch of one `fit(..., epochs=2)`, without the once-per-`fit` array adapter) and
-  with cached teacher logits (defaults; XLA on).
+  batch_size=...)`, as a new user would, with defaults and with XLA on, read through
+  `kd.data.array_batches`; `_numpy_keras_adapter`: the same through Keras' own array
+  adapter (`keras.Model.fit` called on the Distiller), as before `keras_kd.fit_arrays`;
+  `_later_epoch`: the second epoch of one `fit(..., epochs=2)`, without what `fit` pays
+  once per call) and with cached teacher logits (defaults; XLA on).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 - `limit_tfdata_*` / `limit_numpy_*`: the limit's loop fed by the input pipeline of the `fit`
-  variants (the cached tf.data batches; Keras' array adapter over the numpy arrays), one
+  variants (the cached tf.data batches; `kd.data.array_batches` over the numpy arrays), one
   iterator per epoch, in one call: the input path's own cost, and the limit of "fed as users
   feed it" (as `image_throughput.py`'s limits read the image pipeline).
 - `keras_kd_step_loop`: `Distiller.train_step` (metrics and logs included) in the limit's
@@ -34,10 +36,12 @@ ratios measured in the same run are the result.
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -219,12 +223,11 @@ def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, s
     return timed_epoch
 
 
-def keras_array_dataset(x, y, batch_size):
-    """The dataset Keras' `fit(x, y, batch_size=..., shuffle=True)` reads numpy arrays through
-    (its array adapter: a new permutation per iteration, batches gathered in a parallel map)."""
-    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
-    return ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+def keras_array_adapter(model):
+    """`model` whose `fit` is `keras.Model.fit` itself: arrays then go through Keras' own
+    array adapter (a new permutation per iteration from an unseeded `tf.random.shuffle`,
+    tf.data's autotuner on), as `Distiller.fit` read them before `keras_kd.fit_arrays`."""
+    return types.SimpleNamespace(fit=functools.partial(keras.Model.fit, model))
 
 
 def distiller_step_loop(distiller, x, y, xb, yb):
@@ -270,12 +273,12 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
                                                                      True, jit)
         variants[f"limit_student_xla_{tag}"] = compiled_loop(*fresh_pair(pair), xb, yb, False, jit)
         # the same limits fed by the input pipelines of the `fit` variants below: the
-        # cached tf.data batches and Keras' array adapter over the numpy arrays
+        # cached tf.data batches and the pipeline `Distiller.fit` reads numpy arrays through
         variants[f"limit_tfdata_teacher_student_xla_{tag}"] = dataset_loop(
             *fresh_pair(pair), ds, None, True, jit)
         variants[f"limit_numpy_teacher_student_xla_{tag}"] = dataset_loop(
-            *fresh_pair(pair), keras_array_dataset(x, y, batch_size), None, True, jit,
-            steps=len(x) // batch_size)
+            *fresh_pair(pair), kd.data.array_batches(x, y, batch_size=batch_size), None, True,
+            jit)
     variants["keras_kd_step_loop"] = distiller_step_loop(
         keras_kd_distiller(*fresh_pair(pair)), x, y, xb, yb)
     variants["teacher_inference"] = compiled_loop(*fresh_pair(pair), xb, yb, True, False,
@@ -293,6 +296,10 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
                                          batch_size)
         variants[f"{name}_later_epoch"] = fit_numpy_later_epoch(
             keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y, batch_size)
+    variants["keras_kd_live_numpy_keras_adapter"] = fit_numpy_epoch(
+        keras_array_adapter(keras_kd_distiller(*fresh_pair(pair))), x, y, batch_size)
+    variants["keras_kd_live_numpy_keras_adapter_later_epoch"] = fit_numpy_later_epoch(
+        keras_array_adapter(keras_kd_distiller(*fresh_pair(pair))), x, y, batch_size)
     for name, kwargs in (("keras_kd_cached", {}), ("keras_kd_cached_xla_on", xla)):
         teacher, student = fresh_pair(pair)
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
@@ -328,6 +335,10 @@ def summarize(pair, times, steps, statistic="min", calls=None):
                                                  "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
                                                        "limit_teacher_student_xla_on"),
+        "keras_kd_live_numpy_keras_adapter_vs_limit_xla_off": (
+            "keras_kd_live_numpy_keras_adapter", "limit_teacher_student_xla_off"),
+        "keras_kd_live_numpy_keras_adapter_later_epoch_vs_limit_xla_off": (
+            "keras_kd_live_numpy_keras_adapter_later_epoch", "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_later_epoch_vs_limit_xla_off": (
             "keras_kd_live_numpy_later_epoch", "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (

@@ -183,3 +183,30 @@ def dataset_functions_and_inputs(dataset):
     """`(traced functions, input datasets)` of one `tf.data.Dataset` node
     (`DatasetV2._functions()` and `_inputs()`)."""
     return dataset._functions(), dataset._inputs()
+
+
+@written_for()
+def keras_array_inputs(x, y, sample_weight, batch_size, steps, class_weight):
+    """What Keras' `fit` makes of arrays before batching them (`ArrayDataAdapter`): its checks
+    and errors, `class_weight` turned into sample weights, one `sample_weight` array repeated
+    for each output, floats cast to `keras.config.floatx()`, and the default batch size (32,
+    or `ceil(n / steps)` with `steps`). Returns `(inputs, num_samples, batch_size)`: `inputs`
+    is the `(x,)`, `(x, y)` or `(x, y, sample_weight)` tuple of tensors or arrays tf.data
+    takes (`convert_to_sliceable(..., target_backend="tensorflow")`, `lists_to_tuples`)."""
+    from keras.src import tree
+    from keras.src.trainers.data_adapters import array_slicing
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    adapter = ArrayDataAdapter(x, y, sample_weight, batch_size=batch_size, steps=steps,
+                               class_weight=class_weight)
+    inputs = array_slicing.convert_to_sliceable(adapter._inputs, target_backend="tensorflow")
+    return tree.lists_to_tuples(inputs), adapter._num_samples, adapter._batch_size
+
+
+@written_for()
+def train_validation_split(arrays, validation_split):
+    """Keras' `fit(validation_split=...)` on arrays: the last `validation_split` of the
+    examples, unshuffled, becomes the validation data (`array_slicing.train_validation_split`)."""
+    from keras.src.trainers.data_adapters import array_slicing
+
+    return array_slicing.train_validation_split(arrays, validation_split)

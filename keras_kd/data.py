@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_kd import checks
+from keras_kd import compat
 
 AUTOTUNE = tf.data.AUTOTUNE
 DATA_SHARDING = tf.data.experimental.AutoShardPolicy.DATA
@@ -196,6 +197,42 @@ def prefetched(ds):
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(AUTOTUNE).with_options(options)
+
+
+def array_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=True,
+                  class_weight=None, steps=None):
+    """The batches Keras' `fit(x, y, batch_size=..., shuffle=...)` trains on when given
+    arrays (numpy arrays or dense tensors, nested as Keras allows), as a `tf.data` pipeline
+    that `Distiller.fit` reads them through and any `keras.Model.fit` can take.
+
+    Keras' own adapter prepares the arrays (`keras_kd.compat.keras_array_inputs`): the same
+    checks and errors, `class_weight` as sample weights, floats cast to floatx, default batch
+    size 32 (or `ceil(n / steps)` with `steps`). Each batch gathers its rows from the whole
+    arrays, as Keras does; with `shuffle=False` the batches are Keras' own, in its order.
+    Two things differ from Keras 3.15, both measured (docs/guide.md, "Data"):
+    - `shuffle=True` draws a new order every epoch, also under `keras.utils.set_random_seed`
+      (Keras' adapter then repeats one order in every epoch), the same orders for the same
+      seed;
+    - tf.data's autotuner is off (`prefetched`): dropping an epoch's iterator never waits.
+
+    Returns a `tf.data.Dataset` of `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
+    """
+    if shuffle not in (True, False):
+        raise ValueError(
+            "Invalid value for argument `shuffle`. Expected True or False (Keras' "
+            f"shuffle='batch' is for `fit` itself). Received: shuffle={shuffle!r}"
+        )
+    inputs, num_samples, batch_size = compat.keras_array_inputs(
+        x, y, sample_weight, batch_size, steps, class_weight)
+    indices = tf.data.Dataset.range(num_samples)
+    if shuffle:  # seeded by the global seed when one is set, like Keras' own shuffles
+        indices = indices.shuffle(num_samples, reshuffle_each_iteration=True)
+    # the arrays enter as one dataset element (not as constants of the map's graph)
+    ds = tf.data.Dataset.zip(indices.batch(batch_size),
+                             tf.data.Dataset.from_tensors(inputs).repeat())
+    ds = ds.map(lambda rows, arrays: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays),
+                num_parallel_calls=AUTOTUNE)
+    return prefetched(ds)
 
 
 def pipeline(ds, batch_size, *, training, seed=0, size=None, cache=True, cast=None,

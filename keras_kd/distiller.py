@@ -17,6 +17,7 @@ from keras_kd import compat
 from keras_kd import distribute
 from keras_kd import execution
 from keras_kd import features
+from keras_kd import fit_arrays
 from keras_kd import losses as kd_losses
 from keras_kd import objective as objective_lib
 from keras_kd import precision
@@ -245,19 +246,33 @@ class Distiller(keras.Model):
         if self.built:
             self.optimizer.build(self.trained_variables)
 
-    def fit(self, *args, steps_per_epoch=None, **kwargs):
-        """As `keras.Model.fit`. With `steps_per_epoch` and `steps_per_execution="auto"`, the
-        steps per execution become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15
-        otherwise runs whole executions on repeated datasets (64 steps for
-        `steps_per_epoch=3`); see `keras_kd.execution.for_epoch`. Terms' warm-ups follow the
-        epochs through a callback added here."""
-        callbacks = [*(kwargs.pop("callbacks", None) or []), EpochHook(self.objective)]
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """As `keras.Model.fit`, with three differences:
+        - arrays (numpy or dense tensors) are read through `keras_kd.data.array_batches`
+          (see `keras_kd.fit_arrays`): Keras' own checks, batches and validation split, but
+          a new shuffle order every epoch under `keras.utils.set_random_seed` and no wait
+          for tf.data's autotuner between epochs;
+        - with `steps_per_epoch` and `steps_per_execution="auto"`, the steps per execution
+          become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15 otherwise runs
+          whole executions on repeated datasets (64 steps for `steps_per_epoch=3`); see
+          `keras_kd.execution.for_epoch`;
+        - terms' warm-ups follow the epochs through a callback added here."""
+        args = fit_arrays.fit_arguments(dict(
+            x=x, y=y, batch_size=batch_size, validation_split=validation_split,
+            validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+            sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, validation_batch_size=validation_batch_size))
+        callbacks = [*(callbacks or []), EpochHook(self.objective)]
         if steps_per_epoch and getattr(self, "_auto_steps_per_execution", False):
             wanted = execution.for_epoch(steps_per_epoch, self.steps_per_execution)
             if wanted != self.steps_per_execution:
                 self.steps_per_execution = wanted
                 self.train_function = None  # rebuilt with the new count on the next fit
-        return super().fit(*args, steps_per_epoch=steps_per_epoch, callbacks=callbacks, **kwargs)
+        return super().fit(epochs=epochs, verbose=verbose, callbacks=callbacks,
+                           initial_epoch=initial_epoch, validation_freq=validation_freq, **args)
 
     def call(self, inputs, training=False):
         inputs, _ = split_cached(inputs)

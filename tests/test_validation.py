@@ -136,9 +136,10 @@ CASES = [
         distillation_loss_fn=keras.losses.SparseCategoricalCrossentropy()), ValueError,
      "distillation_loss_fn", "SparseCategoricalCrossentropy"),
     # -- Distiller.fit(...): checked on the first batch
-    ("labels out of range", lambda p: fit(distiller(), y=Y + 10), ValueError, "y",
-     f"labels from {Y[:8].min() + 10} to {Y[:8].max() + 10}"),  # in the first batch of 8
-    ("negative labels", lambda p: fit(distiller(), y=Y - 5), ValueError, "y",
+    # shuffle=False: the first batch of 8 is the first 8 examples
+    ("labels out of range", lambda p: fit(distiller(), y=Y + 10, shuffle=False), ValueError, "y",
+     f"labels from {Y[:8].min() + 10} to {Y[:8].max() + 10}"),
+    ("negative labels", lambda p: fit(distiller(), y=Y - 5, shuffle=False), ValueError, "y",
      f"labels from {Y[:8].min() - 5}"),
     ("one-hot labels of another width", lambda p: fit(distiller(), y=np.eye(C + 3)[Y % 7]),
      ValueError, "y", f"y of shape (8, {C + 3})"),
@@ -180,6 +181,8 @@ CASES = [
         (ARRAYS, np.eye(3)[LABELS]), (ARRAYS, np.eye(3)[LABELS] * 2)), ValueError, "y_test",
      "row sums from 2"),
     ("prefetched of a list", lambda p: data.prefetched([1, 2]), TypeError, "ds", "ds=list"),
+    ("array_batches shuffle='batch'", lambda p: data.array_batches(X, Y, shuffle="batch"),
+     ValueError, "shuffle", "shuffle='batch'"),
     # -- export
     ("export: not a model", lambda p: export.to_tflite("model", str(p / "m.tflite")), ValueError,
      "model", "model='model'"),

@@ -1,0 +1,121 @@
+"""Arrays given to `Distiller.fit` (`keras_kd.fit_arrays`, `data.array_batches`): Keras' own
+batches, bit for bit, without Keras 3.15's repeated shuffle order under a global seed and
+without tf.data's autotuner."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import C, D, make_student, make_teacher
+
+import keras_kd as kd
+from keras_kd import data, fit_arrays
+
+RNG = np.random.default_rng(3)
+X64 = RNG.normal(size=(103, D))  # float64, which Keras casts to float32; 103: a partial batch
+Y = RNG.integers(0, C, size=103)
+WEIGHTS = RNG.uniform(0.5, 2.0, size=103)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return make_teacher()
+
+
+def distiller(teacher, **compile_kwargs):
+    keras.utils.set_random_seed(11)
+    d = kd.Distiller(make_student(), teacher)
+    d.compile(optimizer="adam", alpha=0.3, temperature=2.0, metrics=["accuracy"],
+              jit_compile=False, **compile_kwargs)
+    return d
+
+
+FIT_CASES = {
+    "sample_weight, validation_split": dict(
+        sample_weight=WEIGHTS, batch_size=10, epochs=2, validation_split=0.2),
+    "class_weight, validation_data": dict(
+        class_weight={0: 1.0, 1: 2.0, 2: 0.5, 3: 1.5}, batch_size=16, epochs=2,
+        validation_data=(X64[:20], Y[:20]), validation_batch_size=7),
+    "default batch size": dict(epochs=2),
+    "steps_per_epoch": dict(batch_size=10, epochs=2, steps_per_epoch=4),
+}
+
+
+@pytest.mark.parametrize("kwargs", FIT_CASES.values(), ids=FIT_CASES.keys())
+def test_unshuffled_arrays_train_as_keras_own_adapter_bit_for_bit(teacher, kwargs):
+    """`shuffle=False`: the same batches as Keras' array adapter (`keras.Model.fit` called on
+    the Distiller), so the same weights and logs, exactly: sample and class weights,
+    `validation_split` (Keras' split: the last examples), validation arrays with their own
+    batch size, the default batch size (32, with a partial last batch), `steps_per_epoch`
+    running on across epochs, float64 arrays cast to float32."""
+    # one step per execution in both: `keras.Model.fit` does not adapt it to
+    # `steps_per_epoch` as `Distiller.fit` does (keras_kd.execution.for_epoch)
+    ours, keras_own = (distiller(teacher, steps_per_execution=1) for _ in range(2))
+    history = ours.fit(X64, Y, shuffle=False, verbose=0, **kwargs).history
+    expected = keras.Model.fit(keras_own, X64, Y, shuffle=False, verbose=0, **kwargs).history
+    assert history == expected
+    assert "val_loss" in history or "validation_data" not in kwargs
+    for got, want in zip(ours.student.get_weights(), keras_own.student.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def _epoch_orders(d, x, y, epochs, **kwargs):
+    """The first feature of every example `d.fit(x, y)` trains on, epoch by epoch."""
+    seen = []
+    train_step = d.train_step
+
+    def recording_step(batch):
+        tf.py_function(lambda v: seen.extend(v.numpy().round().astype(int).tolist()),
+                       [batch[0][:, 0]], [])
+        return train_step(batch)
+
+    d.train_step = recording_step
+    d.fit(x, y, epochs=epochs, verbose=0, **kwargs)
+    per_epoch = len(seen) // epochs
+    return [seen[e * per_epoch:(e + 1) * per_epoch] for e in range(epochs)]
+
+
+def test_shuffled_arrays_draw_a_new_order_every_epoch_under_a_global_seed(teacher):
+    """Keras 3.15's adapter repeats one order in every epoch under `set_random_seed`
+    (docs/guide.md, "Data"); through `Distiller.fit` each epoch is a new permutation of the
+    examples, and a rerun with the same seed repeats the same orders."""
+    x = np.repeat(np.arange(30, dtype="float32")[:, None], D, axis=1)
+    y = np.arange(30) % C
+    runs = []
+    for _ in range(2):
+        d = distiller(teacher)
+        keras.utils.set_random_seed(0)
+        runs.append(_epoch_orders(d, x, y, 3, batch_size=8))
+    first = runs[0]
+    assert all(sorted(order) == list(range(30)) for order in first)  # every example, once
+    assert len({tuple(order) for order in first}) == 3  # a new order each epoch
+    assert runs[0] == runs[1]  # the same orders for the same seed
+
+
+def test_array_batches_is_what_fit_reads_and_runs_without_the_autotuner(teacher):
+    """`Distiller.fit(x, y)` trains on `data.array_batches(x, y)`: the same weights from the
+    same global seed; the pipeline has tf.data's autotuner off (`data.prefetched`)."""
+    x, y = X64[:64].astype("float32"), Y[:64]
+    a = distiller(teacher)
+    keras.utils.set_random_seed(5)
+    a.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    b = distiller(teacher)
+    keras.utils.set_random_seed(5)
+    ds = data.array_batches(x, y, batch_size=16)
+    assert ds.options().autotune.enabled is False
+    b.fit(ds, epochs=2, verbose=0)
+    for got, want in zip(a.student.get_weights(), b.student.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_what_is_not_arrays_goes_to_keras_unchanged():
+    """Datasets, generators and `shuffle="batch"` are Keras' to read; Keras' own errors for
+    arrays still come from Keras (here: class and sample weights together)."""
+    ds = tf.data.Dataset.from_tensor_slices((X64, Y)).batch(8)
+    args = dict(x=ds, y=None, shuffle=True, validation_data=ds)
+    assert fit_arrays.fit_arguments(args) == args
+    args = dict(x=X64, y=Y, shuffle="batch", batch_size=8)
+    assert fit_arrays.fit_arguments(args) == args
+    assert not fit_arrays.are_arrays(None, None) and fit_arrays.are_arrays({"a": X64}, Y, None)
+    with pytest.raises(ValueError, match="class_weight` and `sample_weight"):
+        fit_arrays.fit_arguments(dict(x=X64, y=Y, sample_weight=WEIGHTS, class_weight={0: 2.0}))
