@@ -2,6 +2,7 @@
 
     python benchmarks/epoch_boundary.py                      # MLP pair, 60,000 MNIST images
     python benchmarks/epoch_boundary.py --repeats 1 --epochs 3 --train-size 6400   # smoke test
+    python benchmarks/epoch_boundary.py --input numpy     # numpy arrays given to `fit`
 
 With autotuning on (tf.data's default), destroying an iterator sometimes blocks until the
 autotuner's next wake-up, which comes 10 ms x 2^k after the iterator was made (2.56, 5.12,
@@ -17,6 +18,12 @@ autotuner on (`autotune.enabled=True` set back on it) and off (keras_kd's defaul
 - `teardown`: one epoch of the same arithmetic in a compiled loop reading a fresh iterator,
   then `del iterator`, each timed: the wait itself, outside Keras.
 
+`--input numpy` gives `fit` the numpy arrays instead (`fit(x, y, batch_size=...)`, shuffled):
+"on" is Keras' own array adapter (`keras.Model.fit` called on the Distiller, as
+`Distiller.fit` read arrays before `keras_kd.fit_arrays`), "off" is `Distiller.fit` itself,
+which reads them through `kd.data.array_batches`; the bare loops read the same two
+pipelines.
+
 Prints and writes JSON and Markdown (`--out`). Absolute times on shared machines are noise;
 compare the two settings within the run.
 """
@@ -31,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tensorflow as tf  # noqa: E402
 from common import DEFAULT_MNIST, load_mnist, markdown_table, write_outputs  # noqa: E402
 from train_throughput import (FitEpoch, dataset_loop, fresh_pair,  # noqa: E402
-                              keras_kd_distiller)
+                              keras_array_adapter, keras_kd_distiller)
 
 from keras_kd import data  # noqa: E402
 
@@ -39,7 +46,16 @@ SETTINGS = ("autotune_on", "autotune_off")
 WAIT_S = 0.5  # a teardown longer than this is a wait (without one it takes about 1 ms)
 
 
-def training_pipeline(x, y, batch_size, setting):
+def training_pipeline(x, y, batch_size, setting, kind="pipeline"):
+    """The training dataset of `setting`: `kd.data.pipeline` (autotuner set back on, or
+    off); for `kind="numpy"`, Keras' own array adapter (its autotuner on) or
+    `kd.data.array_batches` (off)."""
+    if kind == "numpy":
+        if setting == "autotune_on":
+            from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+            return ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+        return data.array_batches(x, y, batch_size=batch_size)
     ds = data.pipeline(tf.data.Dataset.from_tensor_slices((x, y)), batch_size, training=True,
                        seed=0, size=len(x))
     if setting == "autotune_on":
@@ -49,17 +65,22 @@ def training_pipeline(x, y, batch_size, setting):
     return ds
 
 
-def fit_epochs(x, y, batch_size, epochs, setting):
-    run = FitEpoch(keras_kd_distiller(*fresh_pair("mlp")),
-                   training_pipeline(x, y, batch_size, setting), epochs=epochs)
+def fit_epochs(x, y, batch_size, epochs, setting, kind="pipeline"):
+    distiller = keras_kd_distiller(*fresh_pair("mlp"))
+    if kind == "numpy":
+        model = keras_array_adapter(distiller) if setting == "autotune_on" else distiller
+        run = FitEpoch(model, x, y, batch_size=batch_size, epochs=epochs)
+    else:
+        run = FitEpoch(distiller, training_pipeline(x, y, batch_size, setting), epochs=epochs)
     run()
     return run.timer.times, run.call_seconds[0]
 
 
-def teardown_rounds(x, y, batch_size, repeats):
+def teardown_rounds(x, y, batch_size, repeats, kind="pipeline"):
     times = {s: {"loop": [], "teardown": []} for s in SETTINGS}
-    loops = {s: dataset_loop(*fresh_pair("mlp"), training_pipeline(x, y, batch_size, s), None,
-                             True, False, teardowns=times[s]["teardown"])
+    steps = -(-len(x) // batch_size)  # Keras' array adapter does not know its cardinality
+    loops = {s: dataset_loop(*fresh_pair("mlp"), training_pipeline(x, y, batch_size, s, kind),
+                             None, True, False, steps=steps, teardowns=times[s]["teardown"])
              for s in SETTINGS}
     for run in loops.values():  # warm-up: tracing, and the pipeline's cache
         run()
@@ -108,6 +129,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=6, help="epochs per fit call")
     p.add_argument("--repeats", type=int, default=3,
                    help="fit calls per setting; teardown rounds are 3x this")
+    p.add_argument("--input", choices=("pipeline", "numpy"), default="pipeline",
+                   help="what fit is given: a kd.data.pipeline dataset, or numpy arrays")
     p.add_argument("--out", default="results/epoch_boundary")
     args = p.parse_args(argv)
     for name in ("train_size", "batch_size", "epochs", "repeats"):
@@ -121,11 +144,12 @@ def main(argv=None):
     fits = {s: [] for s in SETTINGS}
     for _ in range(args.repeats):
         for setting in SETTINGS:
-            fits[setting].append(fit_epochs(x, y, args.batch_size, args.epochs, setting))
-    teardowns = teardown_rounds(x, y, args.batch_size, 3 * args.repeats)
+            fits[setting].append(fit_epochs(x, y, args.batch_size, args.epochs, setting,
+                                            args.input))
+    teardowns = teardown_rounds(x, y, args.batch_size, 3 * args.repeats, args.input)
     rows, ratios = summarize(fits, teardowns)
 
-    results = {"examples_per_epoch": len(x), "batch_size": args.batch_size,
+    results = {"input": args.input, "examples_per_epoch": len(x), "batch_size": args.batch_size,
                "epochs": args.epochs, "repeats": args.repeats, "cpus": os.cpu_count(),
                "tensorflow": tf.__version__, "rows": rows, "ratios": ratios,
                "fit_epoch_seconds": {s: [t for t, _ in fits[s]] for s in SETTINGS},
