@@ -227,7 +227,7 @@ def array_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=Tru
     indices = tf.data.Dataset.range(num_samples)
     if shuffle:  # seeded by the global seed when one is set, like Keras' own shuffles
         indices = indices.shuffle(num_samples, reshuffle_each_iteration=True)
-    # the arrays enter as one dataset element (not as constants of the map's graph)
+    # as Keras' adapter holds them: one element, repeated, that each batch gathers its rows from
     ds = tf.data.Dataset.zip(indices.batch(batch_size),
                              tf.data.Dataset.from_tensors(inputs).repeat())
     ds = ds.map(lambda rows, arrays: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays),
