@@ -274,6 +274,24 @@ class Distiller(keras.Model):
         return super().fit(epochs=epochs, verbose=verbose, callbacks=callbacks,
                            initial_epoch=initial_epoch, validation_freq=validation_freq, **args)
 
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        """As `keras.Model.evaluate`; arrays are read through `keras_kd.data.array_batches`,
+        unshuffled (Keras' own batches, without the autotuner's wait at the end)."""
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: already a dataset
+            x, y, sample_weight, batch_size = fit_arrays.unshuffled(
+                x, y, sample_weight, batch_size, steps)
+        return super().evaluate(x, y, batch_size=batch_size, verbose=verbose,
+                                sample_weight=sample_weight, steps=steps, callbacks=callbacks,
+                                return_dict=return_dict, **kwargs)
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """As `keras.Model.predict` (the student's logits); arrays are read through
+        `keras_kd.data.array_batches`, unshuffled, as in `evaluate`."""
+        x, _, _, batch_size = fit_arrays.unshuffled(x, batch_size=batch_size, steps=steps)
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                               callbacks=callbacks)
+
     def call(self, inputs, training=False):
         inputs, _ = split_cached(inputs)
         return self.student(inputs, training=training)

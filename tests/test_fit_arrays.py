@@ -119,3 +119,24 @@ def test_what_is_not_arrays_goes_to_keras_unchanged():
     assert not fit_arrays.are_arrays(None, None) and fit_arrays.are_arrays({"a": X64}, Y, None)
     with pytest.raises(ValueError, match="class_weight` and `sample_weight"):
         fit_arrays.fit_arguments(dict(x=X64, y=Y, sample_weight=WEIGHTS, class_weight={0: 2.0}))
+
+
+def test_evaluate_and_predict_on_arrays_match_keras_own_adapter(teacher, monkeypatch):
+    """`Distiller.evaluate` and `predict` read arrays through `array_batches`, unshuffled:
+    Keras' own batches, so the same figures exactly, with sample weights and a partial last
+    batch; and no shuffle even though `fit`'s default is to shuffle."""
+    d = distiller(teacher)
+    d.fit(X64, Y, batch_size=16, epochs=1, verbose=0)
+    calls = []
+    original = data.array_batches
+    monkeypatch.setattr(data, "array_batches",
+                        lambda *a, **k: calls.append(k["shuffle"]) or original(*a, **k))
+    ours = d.evaluate(X64, Y, sample_weight=WEIGHTS, batch_size=10, verbose=0, return_dict=True)
+    expected = keras.Model.evaluate(d, X64, Y, sample_weight=WEIGHTS, batch_size=10, verbose=0,
+                                    return_dict=True)
+    assert ours == expected
+    np.testing.assert_array_equal(d.predict(X64, batch_size=10, verbose=0),
+                                  keras.Model.predict(d, X64, batch_size=10, verbose=0))
+    np.testing.assert_array_equal(d.predict(X64, verbose=0),
+                                  d.student.predict(X64.astype("float32"), verbose=0))
+    assert calls == [False, False, False]  # evaluate, predict twice: all through array_batches
