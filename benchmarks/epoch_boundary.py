@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tensorflow as tf  # noqa: E402
 from common import DEFAULT_MNIST, load_mnist, markdown_table, write_outputs  # noqa: E402
 from train_throughput import (FitEpoch, dataset_loop, fresh_pair,  # noqa: E402
-                              keras_array_adapter, keras_kd_distiller)
+                              keras_array_adapter, keras_array_dataset,
+                              keras_kd_distiller)
 
 from keras_kd import data  # noqa: E402
 
@@ -52,9 +53,7 @@ def training_pipeline(x, y, batch_size, setting, kind="pipeline"):
     `kd.data.array_batches` (off)."""
     if kind == "numpy":
         if setting == "autotune_on":
-            from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
-
-            return ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+            return keras_array_dataset(x, y, batch_size)
         return data.array_batches(x, y, batch_size=batch_size)
     ds = data.pipeline(tf.data.Dataset.from_tensor_slices((x, y)), batch_size, training=True,
                        seed=0, size=len(x))

@@ -223,6 +223,15 @@ def dataset_loop(teacher, student, ds, augment, with_teacher, jit, train=True, s
     return timed_epoch
 
 
+def keras_array_dataset(x, y, batch_size):
+    """The dataset Keras' `fit(x, y, batch_size=..., shuffle=True)` reads numpy arrays through
+    (its array adapter: a new permutation per iteration, batches gathered in a parallel map,
+    tf.data's autotuner on; its cardinality is unknown)."""
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    return ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+
+
 def keras_array_adapter(model):
     """`model` whose `fit` is `keras.Model.fit` itself: arrays then go through Keras' own
     array adapter (a new permutation per iteration from an unseeded `tf.random.shuffle`,
