@@ -13,8 +13,10 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 - `scratch_fit`: the student trained on labels with plain `keras.Model.fit` (defaults).
 - `keras_kd_*`: `keras_kd.Distiller.fit` with the live teacher (defaults; XLA forced on;
   `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
-  batch_size=...)`, as a new user would, with defaults and with XLA on, read through
-  `kd.data.array_batches`; `_numpy_keras_adapter`: the same through Keras' own array
+  batch_size=...)`, as a new user would, with defaults and with XLA on, read one execution
+  at a time (`keras_kd.fit_arrays.ExecutionBlocks`, since session 17);
+  `_array_batches`: the arrays through `kd.data.array_batches`, a tf.data element per step
+  (what `fit(x, y)` read in session 16); `_numpy_keras_adapter`: through Keras' own array
   adapter (`keras.Model.fit` called on the Distiller), as before `keras_kd.fit_arrays`;
   `_later_epoch`: the second epoch of one `fit(..., epochs=2)`, without what `fit` pays
   once per call) and with cached teacher logits (defaults; XLA on).
@@ -305,6 +307,10 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
                                          batch_size)
         variants[f"{name}_later_epoch"] = fit_numpy_later_epoch(
             keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y, batch_size)
+    # the numpy path until session 17: `array_batches` as a dataset, one tf.data element
+    # per step (`fit(x, y)` now reads the arrays one execution at a time)
+    variants["keras_kd_live_array_batches"] = fit_epoch(
+        keras_kd_distiller(*fresh_pair(pair)), kd.data.array_batches(x, y, batch_size=batch_size))
     variants["keras_kd_live_numpy_keras_adapter"] = fit_numpy_epoch(
         keras_array_adapter(keras_kd_distiller(*fresh_pair(pair))), x, y, batch_size)
     variants["keras_kd_live_numpy_keras_adapter_later_epoch"] = fit_numpy_later_epoch(
@@ -344,6 +350,8 @@ def summarize(pair, times, steps, statistic="min", calls=None):
                                                  "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
                                                        "limit_teacher_student_xla_on"),
+        "keras_kd_live_array_batches_vs_limit_xla_off": ("keras_kd_live_array_batches",
+                                                         "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_keras_adapter_vs_limit_xla_off": (
             "keras_kd_live_numpy_keras_adapter", "limit_teacher_student_xla_off"),
         "keras_kd_live_numpy_keras_adapter_later_epoch_vs_limit_xla_off": (

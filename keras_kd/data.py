@@ -199,6 +199,26 @@ def prefetched(ds):
     return ds.prefetch(AUTOTUNE).with_options(options)
 
 
+def _checked_shuffle(shuffle):
+    if shuffle not in (True, False):
+        raise ValueError(
+            "Invalid value for argument `shuffle`. Expected True or False (Keras' "
+            f"shuffle='batch' is for `fit` itself). Received: shuffle={shuffle!r}"
+        )
+    return shuffle
+
+
+def row_order(num_samples, shuffle):
+    """The row indices `array_batches` reads, one int64 element per row: `range(num_samples)`,
+    or with `shuffle=True` a new permutation each iteration (each epoch), seeded by the
+    global seed when one is set, like Keras' own shuffles. Batching it by `batch_size` gives
+    the rows of each batch; by `k * batch_size`, those of `k` batches in a row."""
+    indices = tf.data.Dataset.range(num_samples)
+    if _checked_shuffle(shuffle):
+        indices = indices.shuffle(num_samples, reshuffle_each_iteration=True)
+    return indices
+
+
 def array_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=True,
                   class_weight=None, steps=None):
     """The batches Keras' `fit(x, y, batch_size=..., shuffle=...)` trains on when given
@@ -217,18 +237,11 @@ def array_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=Tru
 
     Returns a `tf.data.Dataset` of `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
     """
-    if shuffle not in (True, False):
-        raise ValueError(
-            "Invalid value for argument `shuffle`. Expected True or False (Keras' "
-            f"shuffle='batch' is for `fit` itself). Received: shuffle={shuffle!r}"
-        )
+    _checked_shuffle(shuffle)
     inputs, num_samples, batch_size = compat.keras_array_inputs(
         x, y, sample_weight, batch_size, steps, class_weight)
-    indices = tf.data.Dataset.range(num_samples)
-    if shuffle:  # seeded by the global seed when one is set, like Keras' own shuffles
-        indices = indices.shuffle(num_samples, reshuffle_each_iteration=True)
     # as Keras' adapter holds them: one element, repeated, that each batch gathers its rows from
-    ds = tf.data.Dataset.zip(indices.batch(batch_size),
+    ds = tf.data.Dataset.zip(row_order(num_samples, shuffle).batch(batch_size),
                              tf.data.Dataset.from_tensors(inputs).repeat())
     ds = ds.map(lambda rows, arrays: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays),
                 num_parallel_calls=AUTOTUNE)

@@ -6,6 +6,8 @@ augmented batch, stored or live teacher outputs, first-batch checks: `keras_kd.s
 what it logs (`keras_kd.tracking`) and the steps per execution of `fit` (`keras_kd.execution`).
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -142,6 +144,8 @@ class Distiller(keras.Model):
         self.term_trackers = [keras.metrics.Mean(name=name) for name in self.objective.names]
         self.teacher_preprocessing = teacher_preprocessing
         self._first_batches = step_inputs.FirstBatches()
+        self._executions = fit_arrays.Executions()
+        self._blocks = None  # the ExecutionBlocks a `fit` call is reading
         if student.built:
             self.built = True
 
@@ -214,6 +218,7 @@ class Distiller(keras.Model):
         if not self.has_terms:
             self.objective.terms[0].set_loss(distillation_loss_fn)
         self.objective.configure(self.alpha, temperature or DEFAULT_TEMPERATURE)
+        self._executions = fit_arrays.Executions()
         super().compile(
             optimizer=optimizer,
             metrics=metrics,
@@ -254,7 +259,10 @@ class Distiller(keras.Model):
         - arrays (numpy or dense tensors) are read through `keras_kd.data.array_batches`
           (see `keras_kd.fit_arrays`): Keras' own checks, batches and validation split, but
           a new shuffle order every epoch under `keras.utils.set_random_seed` and no wait
-          for tf.data's autotuner between epochs;
+          for tf.data's autotuner between epochs. With several steps per execution (the
+          default) and no `steps_per_epoch`, the same batches are gathered inside the
+          compiled execution from the arrays held in memory, without a `tf.data` element
+          per step (`fit_arrays.ExecutionBlocks`);
         - with `steps_per_epoch` and `steps_per_execution="auto"`, the steps per execution
           become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15 otherwise runs
           whole executions on repeated datasets (64 steps for `steps_per_epoch=3`); see
@@ -264,15 +272,34 @@ class Distiller(keras.Model):
             x=x, y=y, batch_size=batch_size, validation_split=validation_split,
             validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
             sample_weight=sample_weight, steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps, validation_batch_size=validation_batch_size))
+            validation_steps=validation_steps, validation_batch_size=validation_batch_size),
+            steps_per_execution=self._steps_per_block())
         callbacks = [*(callbacks or []), EpochHook(self.objective)]
         if steps_per_epoch and getattr(self, "_auto_steps_per_execution", False):
             wanted = execution.for_epoch(steps_per_epoch, self.steps_per_execution)
             if wanted != self.steps_per_execution:
                 self.steps_per_execution = wanted
                 self.train_function = None  # rebuilt with the new count on the next fit
-        return super().fit(epochs=epochs, verbose=verbose, callbacks=callbacks,
-                           initial_epoch=initial_epoch, validation_freq=validation_freq, **args)
+        fit = functools.partial(super().fit, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                                initial_epoch=initial_epoch, validation_freq=validation_freq)
+        if not isinstance(args["x"], fit_arrays.ExecutionBlocks):
+            return fit(**args)
+        # Keras' fit takes `self.train_function` as it finds it; its own comes back afterwards
+        keras_function, self._blocks = self.train_function, args["x"]
+        self.train_function = self._executions.train_function(self, self._blocks)
+        try:
+            return fit(**{**args, "x": self._blocks.dataset})
+        finally:
+            self.train_function, self._blocks = keras_function, None
+
+    def _steps_per_block(self):
+        """Steps per execution `fit` may read arrays in (`fit_arrays.ExecutionBlocks`): the
+        compiled count, or 1 (no blocks) when running eagerly or under a strategy, where
+        Keras' own loop and distributed datasets are kept."""
+        if self.run_eagerly or compat.distribute_strategy(self) is not None or (
+                tf.distribute.has_strategy()):
+            return 1
+        return self.steps_per_execution
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False, **kwargs):
@@ -377,7 +404,10 @@ class Distiller(keras.Model):
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # each new input's first batch runs both models eagerly (`keras_kd.step_inputs`)
-        self._first_batches.check(self._check_first_batch, iterator, data_batch)
+        self._first_batches.check(
+            self._check_first_batch, iterator, data_batch,
+            first_batch=self._blocks.first_batch
+            if self._blocks is not None and self._blocks.read_by(iterator) else None)
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
         if compat.distribute_strategy(self) is None or iterator is None or data_batch is not None:

@@ -59,6 +59,79 @@ def test_unshuffled_arrays_train_as_keras_own_adapter_bit_for_bit(teacher, kwarg
         np.testing.assert_array_equal(got, want)
 
 
+BLOCK_CASES = {k: v for k, v in FIT_CASES.items() if "steps_per_epoch" not in v}
+
+
+class Steps(keras.callbacks.Callback):
+    """The step numbers and logs `fit` hands its batch callbacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen.append(("begin", batch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(("end", batch, {k: float(v) for k, v in logs.items()}))
+
+
+@pytest.mark.parametrize("kwargs", BLOCK_CASES.values(), ids=BLOCK_CASES.keys())
+def test_execution_blocks_train_as_keras_own_multi_step_loop_bit_for_bit(teacher, kwargs):
+    """Several steps per execution: `Distiller.fit` gathers each execution's batches from
+    the arrays inside the compiled execution, one `tf.data` element per execution
+    (`fit_arrays.ExecutionBlocks`). Against Keras' own multi-step loop reading Keras' own
+    adapter: the same weights, history, and batch callbacks with the same step numbers and
+    logs, exactly; the train function Keras used is given back after `fit`."""
+    ours, keras_own = (distiller(teacher, steps_per_execution=4) for _ in range(2))
+    executions = []
+    make = ours._executions.train_function
+
+    def counting(model, blocks):
+        function = make(model, blocks)
+
+        def counted(iterator):
+            executions.append(1)
+            return function(iterator)
+
+        return counted
+
+    ours._executions.train_function = counting
+    got, want = Steps(), Steps()
+    history = ours.fit(X64, Y, shuffle=False, verbose=0, callbacks=[got], **kwargs).history
+    expected = keras.Model.fit(keras_own, X64, Y, shuffle=False, verbose=0, callbacks=[want],
+                               **kwargs).history
+    assert history == expected
+    assert got.seen == want.seen
+    for a, b in zip(ours.student.get_weights(), keras_own.student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    examples = 103 - int(103 * kwargs.get("validation_split", 0))
+    steps = -(-examples // kwargs.get("batch_size", 32))
+    assert len(executions) == kwargs["epochs"] * -(-steps // 4) > 0
+    assert ours.train_function is None  # Keras' own, not yet made: untouched by the blocks
+
+
+def test_execution_blocks_hold_the_arrays_outside_the_graph(teacher):
+    """The arrays reach the compiled execution as arguments: no graph constant is larger
+    than 1 MB (TensorFlow's graphs are limited to 2 GB) when fitting on 2.4 MB of arrays;
+    shuffled, the result equals one step per execution, bit for bit, under the same seed."""
+    x = np.random.default_rng(0).normal(size=(50_000, D)).astype("float32")
+    y = np.arange(50_000) % C
+    models, histories = [], []
+    for steps_per_execution in (64, 1):
+        models.append(distiller(teacher, steps_per_execution=steps_per_execution))
+        keras.utils.set_random_seed(2)
+        histories.append(models[-1].fit(x, y, batch_size=5_000, epochs=2, verbose=0).history)
+    assert histories[0] == histories[1]
+    for a, b in zip(models[0].student.get_weights(), models[1].student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    (execution,) = models[0]._executions._compiled.values()
+    graphs = [f.graph for f in execution._list_all_concrete_functions_for_serialization()]
+    constants = [op.get_attr("value").ByteSize() for g in graphs for op in g.get_operations()
+                 if op.type == "Const"]
+    assert constants and max(constants) < 2**20
+
+
 def _epoch_orders(d, x, y, epochs, **kwargs):
     """The first feature of every example `d.fit(x, y)` trains on, epoch by epoch."""
     seen = []
