@@ -11,6 +11,10 @@ on 20,000 MNIST images (MLP pair, batch 256) took 0.88-1.06 s so, and 0.91-1.57 
 Keras' adapter, 5 of them 1.33-1.57 s, past the autotuner's 1.28 s wake-up
 (session 16, docs/guide.md). Everything else (datasets, generators, `PyDataset`,
 pandas, sparse or ragged tensors, `shuffle="batch"`) goes to Keras unchanged.
+
+With several steps per execution (the default) and no `steps_per_epoch`, the training
+arrays skip the per-step `tf.data` element: `ExecutionBlocks` gathers the same batches, in
+the same order, inside the compiled execution (session 17).
 """
 
 import numpy as np
@@ -56,7 +60,7 @@ class ExecutionBlocks:
     memory, the loop reading one element of row indices per 64 steps 0.99x (session 17,
     docs/guide.md "Performance"). So here the arrays are held as host tensors, passed to the
     compiled execution as arguments (never graph constants), and `dataset` yields the row
-    indices of one execution at a time (`data.row_order`: the same rows, in the same order,
+    indices of one execution at a time (`data.row_batches`: the same rows, in the same order,
     as `array_batches`); `train_function` gathers each step's batch from them and runs the
     Distiller's `train_step`, so the batches, and so the weights, are those of
     `array_batches` bit for bit (tests/test_fit_arrays.py).
@@ -71,7 +75,7 @@ class ExecutionBlocks:
             self.arrays = tf.nest.map_structure(tf.convert_to_tensor, inputs)
         self.batch_size = batch_size
         steps = -(-num_samples // batch_size)
-        rows = data.row_order(num_samples, shuffle).batch(batch_size * steps_per_execution)
+        rows = data.row_batches(num_samples, batch_size * steps_per_execution, shuffle)
         self.dataset = data.prefetched(rows).apply(tf.data.experimental.assert_cardinality(steps))
 
     def read_by(self, iterator):
