@@ -216,19 +216,24 @@ def row_batches(num_samples, batch_size, shuffle):
     rows holds the rows of `k` batches in a row.
 
     The permutation is one `stateless_shuffle` per iteration, its seed drawn by
-    `Dataset.random`: a pass over 60,000 rows took 21 ms so, 71 ms as
-    `Dataset.range(n).shuffle(n)`, which moves every row through the pipeline on its own
-    (session 17)."""
+    `Dataset.random`, sliced into batches: a pass over 60,000 rows in batches of 4,096 took
+    7 ms so, 56 ms as `Dataset.range(n).shuffle(n).batch(4096)`, which moves every row
+    through the pipeline on its own (session 17)."""
     _checked_shuffle(shuffle)
     batches = -(-num_samples // batch_size)
     if not shuffle:
         return tf.data.Dataset.range(num_samples).batch(batch_size)
 
+    full = num_samples // batch_size
+
     def sliced(seed):
         order = tf.random.experimental.stateless_shuffle(
             tf.range(num_samples, dtype=tf.int64), tf.stack([seed, tf.constant(0, tf.int64)]))
-        return tf.data.Dataset.range(batches).map(
-            lambda i: order[i * batch_size:(i + 1) * batch_size])
+        rows = tf.data.Dataset.from_tensor_slices(
+            tf.reshape(order[:full * batch_size], [full, batch_size]))
+        if full < batches:  # the partial last batch
+            rows = rows.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]))
+        return rows
 
     seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).take(1)
     return seeds.flat_map(sliced).apply(tf.data.experimental.assert_cardinality(batches))

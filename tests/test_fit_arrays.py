@@ -181,6 +181,30 @@ def test_array_batches_is_what_fit_reads_and_runs_without_the_autotuner(teacher)
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("num_samples, batch_size", [(10, 4), (12, 4), (3, 8)])
+def test_row_batches_cover_every_row_once_per_epoch(num_samples, batch_size):
+    """`data.row_batches`: batches of `batch_size` rows, the last one partial; in order
+    unshuffled; shuffled, a permutation of all rows each epoch, new each epoch, the same
+    for the same global seed; the number of batches as the dataset's cardinality."""
+    sizes = [batch_size] * (num_samples // batch_size) + [num_samples % batch_size] * bool(
+        num_samples % batch_size)
+    in_order = [b.tolist() for b in data.row_batches(num_samples, batch_size, False)
+                .as_numpy_iterator()]
+    assert in_order == [list(range(i, i + n)) for i, n in zip(range(0, num_samples, batch_size),
+                                                               sizes)]
+    orders = []
+    for _ in range(2):
+        keras.utils.set_random_seed(4)
+        rows = data.row_batches(num_samples, batch_size, True)
+        assert int(rows.cardinality()) == len(sizes)
+        epochs = [[b.tolist() for b in rows.as_numpy_iterator()] for _ in range(3)]
+        assert all([len(b) for b in e] == sizes for e in epochs)
+        assert all(sorted(sum(e, [])) == list(range(num_samples)) for e in epochs)
+        orders.append(epochs)
+    assert orders[0] == orders[1]
+    assert num_samples < 4 or len({tuple(sum(e, [])) for e in orders[0]}) == 3
+
+
 def test_what_is_not_arrays_goes_to_keras_unchanged():
     """Datasets, generators and `shuffle="batch"` are Keras' to read; Keras' own errors for
     arrays still come from Keras (here: class and sample weights together)."""
