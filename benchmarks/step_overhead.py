@@ -14,9 +14,14 @@ A teacher and a student of 784-16-10 on the 60,000 MNIST training images, batch 
 - `fit_array_batches`: `Distiller.fit(kd.data.array_batches(x, y, batch_size=64))`: a
   `tf.data` element per step (what `fit(x, y)` read before session 17);
 - `fit_numpy_keras_adapter`: `keras.Model.fit(distiller, x, y, batch_size=64)`: Keras' own
-  array adapter.
+  array adapter;
+- `limit_student`: the compiled loop training the student alone;
+- `fit_cached_logits`: `Distiller.fit` on `kd.teachers.cache_logits(teacher, batches)`, read
+  one execution at a time; `fit_cached_logits_per_step`: the same cache read step by step
+  (a dataset derived from it, as before session 17).
 `fit` epochs are timed from `on_epoch_begin` to `on_epoch_end`. Prints, per variant, the
-fastest and the median epoch in microseconds per step and what it adds to the limit's step.
+fastest and the median epoch in microseconds per step and what it adds to its limit's step
+(the student-alone limit for the cached variants).
 """
 
 import argparse
@@ -56,6 +61,7 @@ def variants(x, y, batch_size):
     cached = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
     cached = kd.data.prefetched(cached)
     list(cached)  # fill the cache
+    (teacher, student), (teacher2, student2) = tiny_pair(), tiny_pair()
     return n // batch_size, {
         "limit": tt.compiled_loop(*tiny_pair(), xb, yb, True, False),
         "limit_array_batches": tt.dataset_loop(
@@ -68,6 +74,12 @@ def variants(x, y, batch_size):
             kd.data.array_batches(x, y, batch_size=batch_size)),
         "fit_numpy_keras_adapter": tt.fit_numpy_epoch(
             tt.keras_array_adapter(tt.keras_kd_distiller(*tiny_pair())), x, y, batch_size),
+        "limit_student": tt.compiled_loop(*tiny_pair(), xb, yb, False, False),
+        "fit_cached_logits": tt.fit_epoch(
+            tt.keras_kd_distiller(teacher, student), kd.teachers.cache_logits(teacher, cached)),
+        "fit_cached_logits_per_step": tt.fit_epoch(
+            tt.keras_kd_distiller(teacher2, student2),
+            kd.teachers.cache_logits(teacher2, cached).take(-1)),
     }
 
 
@@ -83,8 +95,9 @@ def main(argv=None):
     times, _ = tt.time_round_robin(runs, args.repeats)
     per_step = {k: {"min_us": 1e6 * min(v) / steps, "median_us": 1e6 * statistics.median(v) / steps}
                 for k, v in times.items()}
-    for stats in per_step.values():
-        stats["added_us"] = stats["min_us"] - per_step["limit"]["min_us"]
+    for name, stats in per_step.items():  # cached logits: against the student-alone limit
+        limit = "limit_student" if "student" in name or "cached_logits" in name else "limit"
+        stats["added_us"] = stats["min_us"] - per_step[limit]["min_us"]
     results = {"batch_size": args.batch_size, "steps": steps, "repeats": args.repeats,
                "cpus": os.cpu_count(), "tensorflow": tf.__version__,
                "keras": keras.__version__, "seconds": times, "per_step": per_step}

@@ -19,7 +19,8 @@ For each teacher/student pair, on identical models, data and batch size, in one 
   (what `fit(x, y)` read in session 16); `_numpy_keras_adapter`: through Keras' own array
   adapter (`keras.Model.fit` called on the Distiller), as before `keras_kd.fit_arrays`;
   `_later_epoch`: the second epoch of one `fit(..., epochs=2)`, without what `fit` pays
-  once per call) and with cached teacher logits (defaults; XLA on).
+  once per call) and with cached teacher logits (defaults, read one execution at a time
+  since session 17; `_per_step`: read step by step, as before; XLA on).
 - `keras_distiller`: Keras' own `keras.distillation.Distiller` with `LogitsDistillation`.
 - `limit_tfdata_*` / `limit_numpy_*`: the limit's loop fed by the input pipeline of the `fit`
   variants (the cached tf.data batches; `kd.data.array_batches` over the numpy arrays), one
@@ -319,6 +320,11 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
         teacher, student = fresh_pair(pair)
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
                                    kd.teachers.cache_logits(teacher, ds))
+    # the cache read step by step (before session 17): a dataset derived from the cache is
+    # Keras' to read, one tf.data element per step (`fit_arrays.readable_in_blocks`)
+    teacher, student = fresh_pair(pair)
+    variants["keras_kd_cached_per_step"] = fit_epoch(
+        keras_kd_distiller(teacher, student), kd.teachers.cache_logits(teacher, ds).take(-1))
     variants["keras_distiller"] = fit_epoch(keras_distiller(*fresh_pair(pair)), ds)
 
     unknown = sorted(set(only or ()) - set(variants))
@@ -361,6 +367,8 @@ def summarize(pair, times, steps, statistic="min", calls=None):
         "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (
             "keras_kd_live_numpy_xla_on_later_epoch", "limit_teacher_student_xla_on"),
         "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
+        "keras_kd_cached_per_step_vs_student_limit_xla_off": ("keras_kd_cached_per_step",
+                                                              "limit_student_xla_off"),
         # decomposition: keras_kd's step alone, and the input pipelines alone, each against
         # the pre-batched limit; then each `fit` path against the limit fed the same pipeline
         "keras_kd_step_loop_vs_limit_xla_off": ("keras_kd_step_loop",

@@ -51,51 +51,73 @@ def _validation_as_dataset(validation_data, batch_size, steps):
 
 
 class ExecutionBlocks:
-    """Training arrays read one execution at a time: what `Distiller.fit` trains on when
-    given arrays with several steps per execution (and no `steps_per_epoch`).
+    """Training data held in memory, read one execution at a time: what `Distiller.fit`
+    trains on when given arrays, or an in-memory `keras_kd.teachers.cache_logits` dataset,
+    with several steps per execution (and no `steps_per_epoch`).
 
-    Keras' loop takes one `tf.data` element per step, and that element costs about as much
-    as a whole pipeline of cheap maps: on the MLP pair (a 3.4-3.9 ms step) the compiled
-    loop reading `array_batches` was 1.03x (paired) the same loop over batches already in
-    memory, the loop reading one element of row indices per 64 steps 0.99x (session 17,
-    docs/guide.md "Performance"). So here the arrays are held as host tensors, passed to the
-    compiled execution as arguments (never graph constants), and `dataset` yields the row
-    indices of one execution at a time (`data.row_batches`: the same rows, in the same order,
-    as `array_batches`); `train_function` gathers each step's batch from them and runs the
-    Distiller's `train_step`, so the batches, and so the weights, are those of
-    `array_batches` bit for bit (tests/test_fit_arrays.py).
+    Keras' loop takes one `tf.data` element per step, and an element that gathers a batch
+    costs about as much as a whole pipeline of cheap maps: on a 784-16-10 pair,
+    `benchmarks/step_overhead.py` measured `fit` adding 160 µs per step to the compiled
+    loop's step through `array_batches`, 89 µs so (session 17, docs/guide.md
+    "Performance"). So here the data stay in host tensors (or the cache's variables),
+    passed to the compiled execution as arguments (never graph constants), and `dataset`
+    yields the row indices of one execution at a time; `train_function` gathers each
+    step's batch from them and runs the Distiller's `train_step`. The rows, in their order,
+    are those the per-step pipeline reads, so the weights are the same bit for bit, whatever
+    the steps per execution (tests/test_fit_arrays.py).
 
     `dataset` states the number of steps as its cardinality, which is what Keras counts
     (callbacks, progress bar, the new iterator each epoch), though it holds
     `ceil(steps / steps_per_execution)` elements: Keras takes exactly one per execution.
+
+    Args:
+        arrays: a nested structure of host tensors or variables, examples along axis 0.
+        rows: a dataset of int64 row-index vectors, `batch_size * steps_per_execution` rows
+            each (the last may have fewer).
+        steps: batches per epoch.
+        batch_size: rows per step (the last step of an epoch may have fewer).
+        pack: a function from the rows gathered from `arrays` to the batch `train_step`
+            takes; None: as gathered.
     """
 
-    def __init__(self, inputs, num_samples, batch_size, shuffle, steps_per_execution):
-        with tf.device("CPU:0"):
-            self.arrays = tf.nest.map_structure(tf.convert_to_tensor, inputs)
-        self.batch_size = batch_size
-        steps = -(-num_samples // batch_size)
-        rows = data.row_batches(num_samples, batch_size * steps_per_execution, shuffle)
+    def __init__(self, arrays, rows, steps, batch_size, pack=None):
+        self.arrays, self.batch_size, self.pack = arrays, batch_size, pack
         self.dataset = data.prefetched(rows).apply(tf.data.experimental.assert_cardinality(steps))
+
+    @classmethod
+    def of_arrays(cls, inputs, num_samples, batch_size, shuffle, steps_per_execution):
+        """Arrays prepared by Keras (`compat.keras_array_inputs`), in `array_batches`' order
+        (`data.row_batches`)."""
+        with tf.device("CPU:0"):
+            arrays = tf.nest.map_structure(tf.convert_to_tensor, inputs)
+        rows = data.row_batches(num_samples, batch_size * steps_per_execution, shuffle)
+        return cls(arrays, rows, -(-num_samples // batch_size), batch_size)
 
     def read_by(self, iterator):
         """True when `iterator` (Keras' epoch iterator) reads `dataset`."""
         adapter = getattr(iterator, "data_adapter", None)
         return adapter is not None and adapter.get_tf_dataset() is self.dataset
 
+    def gather(self, rows, arrays=None):
+        """The batch of `rows`, gathered on the host from `arrays` (default: the held ones;
+        the compiled execution passes them as its argument)."""
+        with tf.device("CPU:0"):
+            gathered = tf.nest.map_structure(lambda a: tf.gather(a, rows),
+                                             self.arrays if arrays is None else arrays)
+        return gathered if self.pack is None else self.pack(gathered)
+
     def first_batch(self):
         """The first batch of one pass over `dataset`, for `fit`'s first-batch check. Read
         as Keras reads a dataset's (`compat.peek_first_batch`: an iteration of its own), so
-        that the epochs then train on the same shuffled orders as `array_batches`: the same
-        weights, whatever the steps per execution."""
+        that the epochs then train on the same shuffled orders as the per-step pipeline."""
         for rows in self.dataset.take(1):
-            return tf.nest.map_structure(lambda a: tf.gather(a, rows[:self.batch_size]),
-                                         self.arrays)
+            return self.gather(rows[:self.batch_size])
 
 
 class Executions:
-    """A model's compiled executions over `ExecutionBlocks`, one per batch size, kept across
-    `fit` calls as Keras keeps its train function (`Distiller.compile` starts afresh)."""
+    """A model's compiled executions over `ExecutionBlocks`, one per batch size and packing,
+    kept across `fit` calls as Keras keeps its train function (`Distiller.compile` starts
+    afresh)."""
 
     def __init__(self):
         self._compiled = {}
@@ -103,9 +125,9 @@ class Executions:
     def train_function(self, model, blocks):
         """Keras' `train_function(iterator)` for `blocks`: reads one element of row indices
         from `iterator` (Keras' iterator over `blocks.dataset`) and runs their steps."""
-        key = (blocks.batch_size, model.jit_compile)
+        key = (blocks.batch_size, blocks.pack, model.jit_compile)
         if key not in self._compiled:
-            self._compiled[key] = _execution(model, blocks.batch_size)
+            self._compiled[key] = _execution(model, blocks)
         execution = self._compiled[key]
 
         def function(iterator):
@@ -114,11 +136,13 @@ class Executions:
         return function
 
 
-def _execution(model, batch_size):
+def _execution(model, blocks):
     """A compiled loop over the steps of one block of row indices: each step gathers its
     batch (on the host, as a `tf.data` map would) and runs `model.train_step`, compiled as
     Keras compiles it (its own `tf.function`, XLA with `jit_compile`); returns the last
-    step's logs, as Keras' multi-step function does."""
+    step's logs, as Keras' multi-step function does. Only `blocks`' batch size and packing
+    are traced in: its data come as the argument `arrays`."""
+    batch_size = blocks.batch_size
 
     def one_step(batch):
         return model.distribute_strategy.run(model.train_step, args=(batch,))
@@ -130,9 +154,8 @@ def _execution(model, batch_size):
         count = tf.shape(rows, out_type=tf.int64)[0]
 
         def batch(step):
-            with tf.device("CPU:0"):
-                these = rows[step * batch_size:tf.minimum((step + 1) * batch_size, count)]
-                return tf.nest.map_structure(lambda a: tf.gather(a, these), arrays)
+            return blocks.gather(
+                rows[step * batch_size:tf.minimum((step + 1) * batch_size, count)], arrays)
 
         logs = one_step(batch(tf.constant(0, tf.int64)))
         for step in tf.range(tf.constant(1, tf.int64), (count + batch_size - 1) // batch_size):
@@ -142,14 +165,40 @@ def _execution(model, batch_size):
     return execution
 
 
+_HELD = "_keras_kd_held_rows"
+
+
+def readable_in_blocks(dataset, arrays, rows, *, steps, batch_size, pack=None):
+    """Marks `dataset`, batches gathered from data held in memory, as readable one execution
+    at a time by `Distiller.fit` (`ExecutionBlocks`): `arrays` the held data, `rows` the
+    dataset of single int64 row indices that `dataset` batches by `batch_size`, in its
+    order; `steps`, `pack` as for `ExecutionBlocks`. A dataset derived from `dataset`
+    (`take`, `map`, ...) is a new object without the mark, read by Keras as usual.
+    Returns `dataset`."""
+    setattr(dataset, _HELD, dict(arrays=arrays, rows=rows, steps=steps, batch_size=batch_size,
+                                 pack=pack))
+    return dataset
+
+
+def _held_blocks(dataset, steps_per_execution):
+    """`ExecutionBlocks` over a dataset marked by `readable_in_blocks`, or None."""
+    held = getattr(dataset, _HELD, None)
+    if held is None:
+        return None
+    rows = held["rows"].batch(held["batch_size"] * steps_per_execution)
+    return ExecutionBlocks(held["arrays"], rows, held["steps"], held["batch_size"], held["pack"])
+
+
 def fit_arguments(args, steps_per_execution=1):
     """`fit`'s keyword arguments `args` (a dict of Keras' names), with arrays replaced by
     `data.array_batches` pipelines, or by `ExecutionBlocks` with `steps_per_execution > 1`
     and no `steps_per_epoch`: `x` then holds the training batches (blocks) and `y`,
     `sample_weight`, `class_weight`, `batch_size`, `validation_split` and
     `validation_batch_size` are cleared and `shuffle` is False, as Keras wants for a
-    dataset."""
+    dataset. A dataset marked by `readable_in_blocks` becomes `ExecutionBlocks` under the
+    same conditions (and no `class_weight`, which Keras maps over the batches)."""
     args = dict(args)
+    blocks = steps_per_execution > 1 and not args.get("steps_per_epoch")
     validation_batch_size = args.get("validation_batch_size") or args.get("batch_size")
     validation_data = args.get("validation_data")
     if are_arrays(args.get("x"), args.get("y"), args.get("sample_weight")) and args.get(
@@ -159,8 +208,8 @@ def fit_arguments(args, steps_per_execution=1):
                 compat.train_validation_split(
                     (args.get("x"), args.get("y"), args.get("sample_weight")),
                     args["validation_split"]))
-        if steps_per_execution > 1 and not args.get("steps_per_epoch"):
-            args["x"] = ExecutionBlocks(
+        if blocks:
+            args["x"] = ExecutionBlocks.of_arrays(
                 *compat.keras_array_inputs(args["x"], args.get("y"), args.get("sample_weight"),
                                            args.get("batch_size"), None, args.get("class_weight")),
                 shuffle=args.get("shuffle", True), steps_per_execution=steps_per_execution)
@@ -172,6 +221,8 @@ def fit_arguments(args, steps_per_execution=1):
         # shuffled in the pipeline: Keras would warn that it ignores `shuffle` for a dataset
         args.update(y=None, sample_weight=None, class_weight=None, batch_size=None,
                     validation_split=0.0, shuffle=False)
+    elif blocks and not args.get("class_weight"):
+        args["x"] = _held_blocks(args.get("x"), steps_per_execution) or args.get("x")
     if validation_data is not None:
         converted = _validation_as_dataset(validation_data, validation_batch_size,
                                            args.get("validation_steps"))

@@ -1,5 +1,6 @@
 """Teachers made of several models, and teacher outputs computed once (cached)."""
 
+import functools
 import os
 
 import keras
@@ -13,6 +14,7 @@ from keras_kd import data as data_lib
 from keras_kd.losses.logits import check_temperature
 from keras_kd.losses.logits import softened_log_probs
 from keras_kd import fingerprint
+from keras_kd import fit_arrays
 from keras_kd import logits_file
 from keras_kd import precision
 
@@ -209,9 +211,19 @@ def _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose):
     indices = tf.data.Dataset.range(len(logits))
     if shuffle_buffer:
         indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return indices.batch(batch_size).map(
+    batches = data_lib.prefetched(indices.batch(batch_size).map(
         lambda index: _attach(element_at(index), tf.gather(teacher_logits, index)),
-        num_parallel_calls=tf.data.AUTOTUNE)
+        num_parallel_calls=tf.data.AUTOTUNE))
+    # `Distiller.fit` may read the same rows one execution at a time (fit_arrays)
+    return fit_arrays.readable_in_blocks(
+        batches, (leaves, teacher_logits), indices, steps=-(-len(logits) // batch_size),
+        batch_size=batch_size, pack=functools.partial(_packed, structure))
+
+
+def _packed(structure, gathered):
+    """The cached batch of `gathered` (`(input leaves, teacher logits)` of some rows)."""
+    leaves, logits = gathered
+    return _attach(tf.nest.pack_sequence_as(structure, leaves), logits)
 
 
 def _inputs_of(element):
@@ -292,8 +304,7 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
     batch_size = int(tf.nest.flatten(first[0])[0].shape[0])
     teacher = precision.teacher_in(teacher, teacher_dtype)
     if path is None:
-        cached = _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose)
-        return data_lib.prefetched(cached)
+        return _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose)
 
     requested = {"teacher": fingerprint.weights_digest(teacher),
                  "teacher_dtype": str(teacher_dtype or "float32"),

@@ -108,11 +108,18 @@ def test_cache_logits_on_60000_mnist_images_embeds_no_large_constant(mnist):
     np.testing.assert_array_equal(labels, y[:1000])
     np.testing.assert_allclose(first["teacher_logits"], teacher(x[:1000]), rtol=1e-5, atol=1e-5)
 
-    distiller = kd.Distiller(_student(), teacher)
-    distiller.compile(optimizer="sgd", alpha=0.1, temperature=4.0, steps_per_execution=5)
-    history = distiller.fit(cached, epochs=1, verbose=0).history
-    assert np.isfinite(history["loss"][0])
-    assert large_function_constants(distiller.train_function) == []
+    for steps_per_execution in (5, 1):
+        distiller = kd.Distiller(_student(), teacher)
+        distiller.compile(optimizer="sgd", alpha=0.1, temperature=4.0,
+                          steps_per_execution=steps_per_execution)
+        history = distiller.fit(cached, epochs=1, verbose=0).history
+        assert np.isfinite(history["loss"][0])
+        # 5 steps per execution: the cache is read one execution at a time, gathered in the
+        # compiled execution (keras_kd.fit_arrays.ExecutionBlocks); 1: Keras' own loop
+        ran = list(distiller._executions._compiled.values()) or [distiller.train_function]
+        assert len(ran) == 1 and (steps_per_execution == 1) == (distiller.train_function
+                                                                is not None)
+        assert large_function_constants(ran[0]) == []
 
 
 def test_disk_cache_streams_logits_and_refuses_other_data_or_teacher(mnist, tmp_path):

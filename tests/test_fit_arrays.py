@@ -1,6 +1,7 @@
 """Arrays given to `Distiller.fit` (`keras_kd.fit_arrays`, `data.array_batches`): Keras' own
 batches, bit for bit, without Keras 3.15's repeated shuffle order under a global seed and
-without tf.data's autotuner."""
+without tf.data's autotuner; arrays and in-memory cached teacher outputs read one execution
+at a time (`fit_arrays.ExecutionBlocks`)."""
 
 import keras
 import numpy as np
@@ -130,6 +131,28 @@ def test_execution_blocks_hold_the_arrays_outside_the_graph(teacher):
     constants = [op.get_attr("value").ByteSize() for g in graphs for op in g.get_operations()
                  if op.type == "Const"]
     assert constants and max(constants) < 2**20
+
+
+def test_cached_teacher_outputs_read_one_execution_at_a_time(teacher):
+    """An in-memory `cache_logits` dataset is read one execution at a time too (its rows in
+    its own shuffled order, `shuffle_buffer` and `seed`): the same history and weights as
+    Keras' own loop reading it step by step, over 2 epochs with a partial last batch."""
+    ds = tf.data.Dataset.from_tensor_slices((X64.astype("float32"), Y)).batch(10)
+    runs = []
+    for steps_per_execution in (4, 1):
+        keras.utils.set_random_seed(0)  # the shuffle's seed pairs with the global seed
+        cached = kd.teachers.cache_logits(teacher, ds, shuffle_buffer=50, seed=3)
+        d = distiller(teacher, steps_per_execution=steps_per_execution)
+        runs.append((d.fit(cached, epochs=2, verbose=0).history, d))
+    (blocked, ours), (stepped, keras_loop) = runs
+    assert blocked == stepped
+    for a, b in zip(ours.student.get_weights(), keras_loop.student.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert len(ours._executions._compiled) == 1 and not keras_loop._executions._compiled
+    # a dataset derived from the cache is Keras' to read, step by step
+    d = distiller(teacher, steps_per_execution=4)
+    d.fit(cached.take(5), verbose=0)
+    assert not d._executions._compiled and d.train_function is not None
 
 
 def _epoch_orders(d, x, y, epochs, **kwargs):
