@@ -262,7 +262,8 @@ class Distiller(keras.Model):
           for tf.data's autotuner between epochs. With several steps per execution (the
           default) and no `steps_per_epoch`, the same batches are gathered inside the
           compiled execution from the arrays held in memory, without a `tf.data` element
-          per step (`fit_arrays.ExecutionBlocks`);
+          per step (`fit_arrays.ExecutionBlocks`); so is an in-memory
+          `keras_kd.teachers.cache_logits` dataset;
         - with `steps_per_epoch` and `steps_per_execution="auto"`, the steps per execution
           become the largest divisor of `steps_per_epoch` <= 64: Keras 3.15 otherwise runs
           whole executions on repeated datasets (64 steps for `steps_per_epoch=3`); see
@@ -293,9 +294,10 @@ class Distiller(keras.Model):
             self.train_function, self._blocks = keras_function, None
 
     def _steps_per_block(self):
-        """Steps per execution `fit` may read arrays in (`fit_arrays.ExecutionBlocks`): the
-        compiled count, or 1 (no blocks) when running eagerly or under a strategy, where
-        Keras' own loop and distributed datasets are kept."""
+        """Steps per execution `fit` may read arrays or an in-memory cache in
+        (`fit_arrays.ExecutionBlocks`): the compiled count, or 1 (no blocks) when running
+        eagerly or under a strategy, where Keras' own loop and distributed datasets are
+        kept."""
         if self.run_eagerly or compat.distribute_strategy(self) is not None or (
                 tf.distribute.has_strategy()):
             return 1

@@ -248,8 +248,10 @@ def cache_logits(teacher, dataset, *, path=None, shuffle_buffer=None, seed=None,
     The teacher runs with `predict` (batched, on the devices of the tf.distribute strategy
     in scope, not on the host inside `tf.data`). No dataset-sized tensor becomes a graph
     constant (TensorFlow's 2 GB limit): in memory, inputs and logits are held in
-    `tf.Variable`s on the host and batches are gathered by index; on disk, only the logits
-    are stored and read back as a stream beside the original dataset.
+    `tf.Variable`s on the host and batches are gathered by index (`Distiller.fit` gathers
+    them inside its compiled executions, `keras_kd.fit_arrays.ExecutionBlocks`; a dataset
+    derived from the returned one is read batch by batch); on disk, only the logits are
+    stored and read back as a stream beside the original dataset.
 
     Args:
         teacher: the trained teacher (a `keras.Model` outputting logits).
