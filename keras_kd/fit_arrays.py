@@ -137,8 +137,8 @@ class Executions:
 
 
 def _execution(model, blocks):
-    """A compiled loop over the steps of one block of row indices: each step gathers its
-    batch (on the host, as a `tf.data` map would) and runs `model.train_step`, compiled as
+    """A compiled loop over the steps of one block of row indices: each step's batch is
+    gathered (on the host, as a `tf.data` map would) and `model.train_step` runs, compiled as
     Keras compiles it (its own `tf.function`, XLA with `jit_compile`); returns the last
     step's logs, as Keras' multi-step function does. Only `blocks`' batch size and packing
     are traced in: its data come as the argument `arrays`."""
@@ -152,14 +152,25 @@ def _execution(model, blocks):
     @tf.function(reduce_retracing=True)
     def execution(rows, arrays):
         count = tf.shape(rows, out_type=tf.int64)[0]
+        steps = (count + batch_size - 1) // batch_size
 
-        def batch(step):
+        def batch(step):  # past the last step: the last step's rows again (never trained on)
+            step = tf.minimum(tf.cast(step, tf.int64), steps - 1)
             return blocks.gather(
                 rows[step * batch_size:tf.minimum((step + 1) * batch_size, count)], arrays)
 
-        logs = one_step(batch(tf.constant(0, tf.int64)))
-        for step in tf.range(tf.constant(1, tf.int64), (count + batch_size - 1) // batch_size):
-            logs = one_step(batch(step))
+        # each step's batch is gathered while the step before runs (it does not depend on
+        # it), as a prefetching tf.data map would: 1.035x the limit against 1.087x gathered
+        # in turn, on the MLP pair (session 17, 7 rounds, paired)
+        current, following = batch(0), batch(1)
+        any_rows = tf.nest.map_structure(lambda t: tf.TensorShape([None, *t.shape[1:]]), current)
+        logs = one_step(current)
+        current = following
+        for step in tf.range(tf.constant(1, tf.int64), steps):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[(current, any_rows)])
+            following = batch(step + 1)
+            logs = one_step(current)
+            current = following
         return logs
 
     return execution
