@@ -56,13 +56,14 @@ class ExecutionBlocks:
     with several steps per execution (and no `steps_per_epoch`).
 
     Keras' loop takes one `tf.data` element per step, and an element that gathers a batch
-    costs about as much as a whole pipeline of cheap maps: on a 784-16-10 pair,
-    `benchmarks/step_overhead.py` measured `fit` adding 160 µs per step to the compiled
-    loop's step through `array_batches`, 89 µs so (session 17, docs/guide.md
-    "Performance"). So here the data stay in host tensors (or the cache's variables),
+    costs more than the gather: on a 784-16-10 pair, `benchmarks/step_overhead.py` measured
+    `fit` adding 128 µs per step to the compiled loop's step through `array_batches`, 92 µs
+    so; 153 and 76 µs for an in-memory cache (session 17, docs/guide.md "Performance").
+    So here the data stay in host tensors (or the cache's variables),
     passed to the compiled execution as arguments (never graph constants), and `dataset`
     yields the row indices of one execution at a time; `train_function` gathers each
-    step's batch from them and runs the Distiller's `train_step`. The rows, in their order,
+    step's batch from them (while the step before runs) and runs the Distiller's
+    `train_step`. The rows, in their order,
     are those the per-step pipeline reads, so the weights are the same bit for bit, whatever
     the steps per execution (tests/test_fit_arrays.py).
 
