@@ -59,13 +59,12 @@ class ExecutionBlocks:
     costs more than the gather: on a 784-16-10 pair, `benchmarks/step_overhead.py` measured
     `fit` adding 128 µs per step to the compiled loop's step through `array_batches`, 92 µs
     so; 153 and 76 µs for an in-memory cache (session 17, docs/guide.md "Performance").
-    So here the data stay in host tensors (or the cache's variables),
-    passed to the compiled execution as arguments (never graph constants), and `dataset`
-    yields the row indices of one execution at a time; `train_function` gathers each
-    step's batch from them (while the step before runs) and runs the Distiller's
-    `train_step`. The rows, in their order,
-    are those the per-step pipeline reads, so the weights are the same bit for bit, whatever
-    the steps per execution (tests/test_fit_arrays.py).
+    So here the data stay in host tensors (or the cache's variables), passed to the
+    compiled execution as arguments (never graph constants), and `dataset` yields the row
+    indices of one execution at a time; `train_function` gathers each step's batch from
+    them (while the step before runs) and runs the Distiller's `train_step`. The rows, in
+    their order, are those the per-step pipeline reads, so the weights are the same bit for
+    bit, whatever the steps per execution (tests/test_fit_arrays.py).
 
     `dataset` states the number of steps as its cardinality, which is what Keras counts
     (callbacks, progress bar, the new iterator each epoch), though it holds
