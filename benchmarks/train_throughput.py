@@ -321,7 +321,7 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
                                    kd.teachers.cache_logits(teacher, ds))
     # the cache read step by step (before session 17): a dataset derived from the cache is
-    # Keras' to read, one tf.data element per step (`fit_arrays.readable_in_blocks`)
+    # Keras' to read, one tf.data element per step (`fit_arrays.held_batches`)
     teacher, student = fresh_pair(pair)
     variants["keras_kd_cached_per_step"] = fit_epoch(
         keras_kd_distiller(teacher, student), kd.teachers.cache_logits(teacher, ds).take(-1))

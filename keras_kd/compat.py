@@ -128,13 +128,20 @@ def compile_metrics(model):
     return model._compile_metrics
 
 
+# keras_kd's own: a dataset whose elements are not batches (the row indices of
+# `keras_kd.fit_arrays.ExecutionBlocks`) carries, under this attribute, a callable that gives
+# its first batch; `peek_first_batch` calls it
+FIRST_BATCH_ATTRIBUTE = "_keras_kd_first_batch"
+
+
 @written_for()
 def peek_first_batch(iterator):
     """The first batch `fit`/`evaluate` will see, read without advancing `iterator`
     (`EpochIterator.data_adapter` and the array adapter's `_batch_size` / `_inputs`).
 
-    Reads arrays and `tf.data` datasets only; `None` for inputs that cannot be read twice
-    (Python generators) or are already distributed.
+    Reads arrays and `tf.data` datasets only (a dataset carrying `FIRST_BATCH_ATTRIBUTE`
+    through that callable); `None` for inputs that cannot be read twice (Python generators)
+    or are already distributed.
     """
     adapter = getattr(iterator, "data_adapter", None)
     kind = type(adapter).__name__
@@ -143,6 +150,9 @@ def peek_first_batch(iterator):
         return tf.nest.map_structure(lambda a: a if a is None else a[:size], adapter._inputs)
     if kind == "TFDatasetAdapter":
         dataset = adapter.get_tf_dataset()
+        first_batch = getattr(dataset, FIRST_BATCH_ATTRIBUTE, None)
+        if first_batch is not None:
+            return first_batch()
         if isinstance(dataset, tf.data.Dataset):
             for batch in dataset.take(1):
                 return batch

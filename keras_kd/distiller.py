@@ -145,7 +145,6 @@ class Distiller(keras.Model):
         self.teacher_preprocessing = teacher_preprocessing
         self._first_batches = step_inputs.FirstBatches()
         self._executions = fit_arrays.Executions()
-        self._blocks = None  # the ExecutionBlocks a `fit` call is reading
         if student.built:
             self.built = True
 
@@ -283,15 +282,16 @@ class Distiller(keras.Model):
                 self.train_function = None  # rebuilt with the new count on the next fit
         fit = functools.partial(super().fit, epochs=epochs, verbose=verbose, callbacks=callbacks,
                                 initial_epoch=initial_epoch, validation_freq=validation_freq)
-        if not isinstance(args["x"], fit_arrays.ExecutionBlocks):
+        blocks = args["x"]
+        if not isinstance(blocks, fit_arrays.ExecutionBlocks):
             return fit(**args)
         # Keras' fit takes `self.train_function` as it finds it; its own comes back afterwards
-        keras_function, self._blocks = self.train_function, args["x"]
-        self.train_function = self._executions.train_function(self, self._blocks)
+        keras_function = self.train_function
+        self.train_function = self._executions.train_function(self, blocks)
         try:
-            return fit(**{**args, "x": self._blocks.dataset})
+            return fit(**{**args, "x": blocks.dataset})
         finally:
-            self.train_function, self._blocks = keras_function, None
+            self.train_function = keras_function
 
     def _steps_per_block(self):
         """Steps per execution `fit` may read arrays or an in-memory cache in
@@ -406,10 +406,7 @@ class Distiller(keras.Model):
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # each new input's first batch runs both models eagerly (`keras_kd.step_inputs`)
-        self._first_batches.check(
-            self._check_first_batch, iterator, data_batch,
-            first_batch=self._blocks.first_batch
-            if self._blocks is not None and self._blocks.read_by(iterator) else None)
+        self._first_batches.check(self._check_first_batch, iterator, data_batch)
         # Keras 3 fails here under MultiWorkerMirroredStrategy: see
         # `keras_kd.distribute.symbolic_build_from_one_replica`.
         if compat.distribute_strategy(self) is None or iterator is None or data_batch is not None:

@@ -83,6 +83,8 @@ class ExecutionBlocks:
     def __init__(self, arrays, rows, steps, batch_size, pack=None):
         self.arrays, self.batch_size, self.pack = arrays, batch_size, pack
         self.dataset = data.prefetched(rows).apply(tf.data.experimental.assert_cardinality(steps))
+        # its elements are row indices: `fit`'s first-batch check reads a batch through this
+        setattr(self.dataset, compat.FIRST_BATCH_ATTRIBUTE, self.first_batch)
 
     @classmethod
     def of_arrays(cls, inputs, num_samples, batch_size, shuffle, steps_per_execution):
@@ -93,18 +95,10 @@ class ExecutionBlocks:
         rows = data.row_batches(num_samples, batch_size * steps_per_execution, shuffle)
         return cls(arrays, rows, -(-num_samples // batch_size), batch_size)
 
-    def read_by(self, iterator):
-        """True when `iterator` (Keras' epoch iterator) reads `dataset`."""
-        adapter = getattr(iterator, "data_adapter", None)
-        return adapter is not None and adapter.get_tf_dataset() is self.dataset
-
     def gather(self, rows, arrays=None):
-        """The batch of `rows`, gathered on the host from `arrays` (default: the held ones;
-        the compiled execution passes them as its argument)."""
-        with tf.device("CPU:0"):
-            gathered = tf.nest.map_structure(lambda a: tf.gather(a, rows),
-                                             self.arrays if arrays is None else arrays)
-        return gathered if self.pack is None else self.pack(gathered)
+        """The batch of `rows` from `arrays` (default: the held ones; the compiled execution
+        passes them as its argument)."""
+        return _gathered(self.arrays if arrays is None else arrays, rows, self.pack)
 
     def first_batch(self):
         """The first batch of one pass over `dataset`, for `fit`'s first-batch check. Read
@@ -112,6 +106,14 @@ class ExecutionBlocks:
         that the epochs then train on the same shuffled orders as the per-step pipeline."""
         for rows in self.dataset.take(1):
             return self.gather(rows[:self.batch_size])
+
+
+def _gathered(arrays, rows, pack):
+    """The batch of `rows` gathered on the host from `arrays` (a nested structure), as
+    `pack` makes it (None: as gathered)."""
+    with tf.device("CPU:0"):
+        gathered = tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays)
+    return gathered if pack is None else pack(gathered)
 
 
 class Executions:
@@ -179,20 +181,22 @@ def _execution(model, blocks):
 _HELD = "_keras_kd_held_rows"
 
 
-def readable_in_blocks(dataset, arrays, rows, *, steps, batch_size, pack=None):
-    """Marks `dataset`, batches gathered from data held in memory, as readable one execution
-    at a time by `Distiller.fit` (`ExecutionBlocks`): `arrays` the held data, `rows` the
-    dataset of single int64 row indices that `dataset` batches by `batch_size`, in its
-    order; `steps`, `pack` as for `ExecutionBlocks`. A dataset derived from `dataset`
-    (`take`, `map`, ...) is a new object without the mark, read by Keras as usual.
-    Returns `dataset`."""
-    setattr(dataset, _HELD, dict(arrays=arrays, rows=rows, steps=steps, batch_size=batch_size,
+def held_batches(arrays, rows, *, steps, batch_size, pack=None):
+    """Batches of data held in memory, one `tf.data` element per step, that `Distiller.fit`
+    reads one execution at a time instead (`ExecutionBlocks`, the same rows in the same
+    order): `arrays` the held data (host tensors or variables), `rows` a dataset of single
+    int64 row indices, batched here by `batch_size`; `steps`, `pack` as for
+    `ExecutionBlocks`. A dataset derived from the returned one (`take`, `map`, ...) is a new
+    object, read by Keras step by step."""
+    batches = data.prefetched(rows.batch(batch_size).map(
+        lambda these: _gathered(arrays, these, pack), num_parallel_calls=tf.data.AUTOTUNE))
+    setattr(batches, _HELD, dict(arrays=arrays, rows=rows, steps=steps, batch_size=batch_size,
                                  pack=pack))
-    return dataset
+    return batches
 
 
 def _held_blocks(dataset, steps_per_execution):
-    """`ExecutionBlocks` over a dataset marked by `readable_in_blocks`, or None."""
+    """`ExecutionBlocks` over a dataset made by `held_batches`, or None."""
     held = getattr(dataset, _HELD, None)
     if held is None:
         return None
@@ -206,7 +210,7 @@ def fit_arguments(args, steps_per_execution=1):
     and no `steps_per_epoch`: `x` then holds the training batches (blocks) and `y`,
     `sample_weight`, `class_weight`, `batch_size`, `validation_split` and
     `validation_batch_size` are cleared and `shuffle` is False, as Keras wants for a
-    dataset. A dataset marked by `readable_in_blocks` becomes `ExecutionBlocks` under the
+    dataset. A dataset made by `held_batches` becomes `ExecutionBlocks` under the
     same conditions (and no `class_weight`, which Keras maps over the batches)."""
     args = dict(args)
     blocks = steps_per_execution > 1 and not args.get("steps_per_epoch")

@@ -111,14 +111,12 @@ class FirstBatches:
         self._checked_a_batch = False
         self._checked_input = _nothing  # weak reference to the data adapter last checked
 
-    def check(self, check, iterator=None, data_batch=None, first_batch=None):
+    def check(self, check, iterator=None, data_batch=None):
         """Calls `check(batch)` if the batch of `iterator` (Keras' epoch iterator) or
-        `data_batch` (`*_on_batch`) is one to check. `first_batch`: a callable giving the
-        first batch of `iterator`'s input, when its elements are not batches
-        (`keras_kd.fit_arrays.ExecutionBlocks`)."""
+        `data_batch` (`*_on_batch`) is one to check."""
         adapter = getattr(iterator, "data_adapter", None)
         if data_batch is None and (adapter is None or self._checked_input() is not adapter):
-            check(first_batch() if first_batch is not None else compat.peek_first_batch(iterator))
+            check(compat.peek_first_batch(iterator))
             self._checked_input = weakref.ref(adapter) if adapter is not None else _nothing
         elif data_batch is not None and not self._checked_a_batch:
             check(data_batch)

@@ -211,12 +211,9 @@ def _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose):
     indices = tf.data.Dataset.range(len(logits))
     if shuffle_buffer:
         indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    batches = data_lib.prefetched(indices.batch(batch_size).map(
-        lambda index: _attach(element_at(index), tf.gather(teacher_logits, index)),
-        num_parallel_calls=tf.data.AUTOTUNE))
-    # `Distiller.fit` may read the same rows one execution at a time (fit_arrays)
-    return fit_arrays.readable_in_blocks(
-        batches, (leaves, teacher_logits), indices, steps=-(-len(logits) // batch_size),
+    # batches gathered by index; `Distiller.fit` reads them one execution at a time
+    return fit_arrays.held_batches(
+        (leaves, teacher_logits), indices, steps=-(-len(logits) // batch_size),
         batch_size=batch_size, pack=functools.partial(_packed, structure))
 
 
