@@ -144,7 +144,6 @@ class Distiller(keras.Model):
         self.term_trackers = [keras.metrics.Mean(name=name) for name in self.objective.names]
         self.teacher_preprocessing = teacher_preprocessing
         self._first_batches = step_inputs.FirstBatches()
-        self._executions = fit_arrays.Executions()
         if student.built:
             self.built = True
 
@@ -217,7 +216,7 @@ class Distiller(keras.Model):
         if not self.has_terms:
             self.objective.terms[0].set_loss(distillation_loss_fn)
         self.objective.configure(self.alpha, temperature or DEFAULT_TEMPERATURE)
-        self._executions = fit_arrays.Executions()
+        self._executions = fit_arrays.Executions()  # compiled loops of `fit` on held data
         super().compile(
             optimizer=optimizer,
             metrics=metrics,
