@@ -40,6 +40,21 @@ def paired_ratio(a, b):
     return stats.median(x / y for x, y in zip(a, b))
 
 
+def paired_interval(a, b, level=0.9, resamples=2000, seed=0):
+    """`(low, high)`: a bootstrap interval of `paired_ratio(a, b)`. The rounds are drawn with
+    replacement `resamples` times (seeded), and the central `level` share of the medians is
+    kept. A bound on a ratio holds in a run when `high` is under it, and fails when `low` is
+    over it; in between, the run cannot tell on this machine."""
+    import random
+    import statistics as stats
+
+    ratios = [x / y for x, y in zip(a, b)]
+    rng = random.Random(seed)
+    medians = sorted(stats.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    tail = int(round(resamples * (1 - level) / 2))
+    return medians[tail], medians[resamples - 1 - tail]
+
+
 def add_summary_arguments(parser):
     """`--statistic` and `--summarize`, shared by the throughput benchmarks."""
     parser.add_argument("--statistic", default="min", choices=STATISTICS,

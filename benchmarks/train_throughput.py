@@ -30,17 +30,19 @@ For each teacher/student pair, on identical models, data and batch size, in one 
   compiled loop over pre-batched tensors: keras_kd's step without `fit` or tf.data.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
-time one epoch of each variant in turn, so that drift of a shared machine hits all variants
-alike. A `fit` epoch is timed from `on_epoch_begin` to `on_epoch_end` (`FitEpoch`); the whole
+time one epoch of each variant in turn, in an order drawn per round (`round_order`), so that
+drift of a shared machine hits all variants alike. A `fit` epoch is timed from `on_epoch_begin` to `on_epoch_end` (`FitEpoch`); the whole
 `fit` call, with what it pays once per call, is reported beside it. The table gives the median
 and the spread (min-max); the ratios use the fastest repeat (`--statistic min`, see
 `common.epoch_times`: stalls only add time). Absolute times on shared machines are noise; the
-ratios measured in the same run are the result.
+ratios measured in the same run are the result. The paired ratios (median over the rounds of
+the ratio within a round) come with a 90 % bootstrap interval (`common.paired_interval`).
 """
 
 import argparse
 import functools
 import os
+import random
 import statistics
 import sys
 import time
@@ -51,7 +53,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import (DEFAULT_MNIST, add_summary_arguments, epoch_times,  # noqa: E402
-                    load_mnist, markdown_table, paired_ratio, saved_run, write_outputs)
+                    load_mnist, markdown_table, paired_interval, paired_ratio,
+                    saved_run, write_outputs)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import models  # noqa: E402
@@ -113,21 +116,33 @@ def fit_numpy_later_epoch(model, x, y, batch_size):
     return FitEpoch(model, x, y, batch_size=batch_size, epochs=2)
 
 
-def time_round_robin(variants, repeats, log=False):
+def time_round_robin(variants, repeats, log=False, order_seed=0):
     """Runs every variant once (tracing, compilation), then `repeats` rounds of one run of
-    each in turn, so that drift of a shared machine hits all variants alike. Returns the
-    epoch times and, for the `fit` variants, the whole calls' times (warm-up excluded)."""
+    each in turn, so that drift of a shared machine hits all variants alike. Each round runs
+    the variants in its own order (`round_order`): a variant's ratio to a limit is then not
+    tied to one place in the round (`order_seed=None`: the order of `variants` every round).
+    Returns the epoch times and, for the `fit` variants, the whole calls' times (warm-up
+    excluded)."""
     for name, run in variants.items():
         warm = run()
         if log:
             print(f"warm-up {name}: {warm:.2f} s", flush=True)
     times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
-            times[name].append(run())
+    for k in range(repeats):
+        for name in round_order(variants, k, order_seed):
+            times[name].append(variants[name]())
     calls = {name: run.call_seconds[1:] for name, run in variants.items()
              if isinstance(run, FitEpoch)}
     return times, calls
+
+
+def round_order(names, round_index, seed=0):
+    """The order in which round `round_index` runs `names`: a permutation drawn from
+    `(seed, round_index)`, or `names` as given when `seed` is None."""
+    names = list(names)
+    if seed is not None:
+        random.Random(f"{seed}-{round_index}").shuffle(names)
+    return names
 
 
 def kd_loss(y, s_logits, t_logits):
@@ -392,14 +407,17 @@ def summarize(pair, times, steps, statistic="min", calls=None):
               if a in med and b in med}
     # the same ratios round by round (the two epochs timed close together), median over the
     # rounds: drift of a shared machine that spans rounds cancels; for single-variant pairs
+    paired = {name: (a, b) for name, (a, b) in ratio_of.items() if a in times and b in times}
     ratios.update({f"{name}_paired": paired_ratio(times[a], times[b])
-                   for name, (a, b) in ratio_of.items() if a in times and b in times})
+                   for name, (a, b) in paired.items()})
+    intervals = {f"{name}_paired": paired_interval(times[a], times[b])
+                 for name, (a, b) in paired.items()}
     calls = calls or {}  # runs saved before the epoch timer have no separate call times
     rows = [{"pair": pair, "variant": k, "median_s": statistics.median(v), "min_s": min(v),
              "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts,
              "fit_call_min_s": min(calls[k]) if calls.get(k) else None}
             for k, v in times.items()]
-    return rows, ratios
+    return rows, ratios, intervals
 
 
 def plot(rows, path):
@@ -449,7 +467,8 @@ def main(argv=None):
 
     (x, y), _ = load_mnist(args.data)
     results = {"batch_size": args.batch_size, "repeats": args.repeats, "cpus": os.cpu_count(),
-               "tensorflow": tf.__version__, "keras": keras.__version__, "pairs": {}}
+               "tensorflow": tf.__version__, "keras": keras.__version__, "round_order": "drawn per round, round_order(seed=0)",
+               "pairs": {}}
     for pair in args.pairs:
         size = args.train_size if pair == "mlp" else args.cnn_train_size
         times, calls = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats,
@@ -463,9 +482,9 @@ def report(results, statistic, out):
     """Tables, ratios and plot of a run's raw `seconds` (also of a saved run)."""
     all_rows = []
     for pair, r in results["pairs"].items():
-        rows, r["ratios"] = summarize(pair, r["seconds"],
-                                      r["examples_per_epoch"] // results["batch_size"], statistic,
-                                      r.get("fit_call_seconds"))
+        rows, r["ratios"], r["paired_intervals"] = summarize(
+            pair, r["seconds"], r["examples_per_epoch"] // results["batch_size"], statistic,
+            r.get("fit_call_seconds"))
         all_rows += rows
         print(pair, {k: round(v, 3) for k, v in r["ratios"].items()}, flush=True)
     md = markdown_table(all_rows, [
@@ -477,6 +496,10 @@ def report(results, statistic, out):
            "epoch is timed from `on_epoch_begin` to `on_epoch_end`.\n")
     for pair, r in results["pairs"].items():
         md += f"\n{pair}: " + ", ".join(f"{k} = {v:.2f}" for k, v in r["ratios"].items()) + "\n"
+        md += (f"\n{pair}, paired ratios with a 90 % bootstrap interval over the rounds "
+               "(`common.paired_interval`): " + ", ".join(
+                   f"{k} = {r['ratios'][k]:.3f} [{lo:.3f}, {hi:.3f}]"
+                   for k, (lo, hi) in r["paired_intervals"].items()) + "\n")
     results.update(statistic=statistic, rows=all_rows)
     write_outputs(results, out, md)
     plot(all_rows, f"{out}.png")
