@@ -28,9 +28,10 @@ layers with stateless seeds): every variant below pays that pipeline.
   them) is timed separately.
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
-time one epoch of each variant in turn (a `fit` epoch from `on_epoch_begin` to `on_epoch_end`,
-the whole call reported beside it); the ratios use the fastest repeat (`--statistic min`,
-see `common.epoch_times`). Absolute times on shared machines are noise; the ratios measured
+time one epoch of each variant in turn, in an order drawn per round (a `fit` epoch from
+`on_epoch_begin` to `on_epoch_end`, the whole call reported beside it); the ratios use the
+fastest repeat (`--statistic min`, see `common.epoch_times`), and paired (the median over the
+rounds of the ratio within a round) with a 90 % bootstrap interval (`common.paired_interval`). Absolute times on shared machines are noise; the ratios measured
 in the same run are the result. Untrained teacher weights are fine for
 timing (same arithmetic).
 """
@@ -47,7 +48,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import (REPO, add_summary_arguments, epoch_times, markdown_table,  # noqa: E402
-                    saved_run, write_outputs)
+                    paired_interval, paired_ratio, saved_run, write_outputs)
 from train_throughput import (ALPHA, T, dataset_loop, fit_epoch, fit_numpy_epoch,  # noqa: E402
                               plot, time_round_robin)
 
@@ -130,26 +131,32 @@ def summarize(times, steps, statistic="min", calls=None):
     med = epoch_times(times, statistic)
     calls = calls or {}  # runs saved before the epoch timer have no separate call times
 
-    def limit(name):
-        return min(med[f"{name}_xla_on"], med[f"{name}_xla_off"])
+    def limit(name):  # the faster XLA setting of a limit, by `statistic`
+        return min((f"{name}_xla_on", f"{name}_xla_off"), key=med.__getitem__)
 
     limit_ts, limit_s, limit_s_noaug = (limit("limit_teacher_student"), limit("limit_student"),
                                         limit("limit_student_noaug"))
-    ratios = {
-        "keras_kd_live_vs_limit": med["keras_kd_live"] / limit_ts,
-        "keras_kd_live_numpy_vs_limit": med["keras_kd_live_numpy"] / limit_ts,
-        "keras_kd_live_vs_limit_xla_off": med["keras_kd_live"] / med["limit_teacher_student_xla_off"],
-        "keras_kd_live_bf16_teacher_vs_live": med["keras_kd_live_bf16_teacher"] / med["keras_kd_live"],
-        "keras_kd_cached_vs_student_noaug_limit": med["keras_kd_cached"] / limit_s_noaug,
-        "keras_kd_views_vs_student_limit": med["keras_kd_views"] / limit_s,
-        "limit_teacher_student_vs_student_limit": limit_ts / limit_s,
-        "teacher_inference_share_of_limit": med["teacher_inference"] / limit_ts,
+    ratio_of = {
+        "keras_kd_live_vs_limit": ("keras_kd_live", limit_ts),
+        "keras_kd_live_numpy_vs_limit": ("keras_kd_live_numpy", limit_ts),
+        "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
+        "keras_kd_live_bf16_teacher_vs_live": ("keras_kd_live_bf16_teacher", "keras_kd_live"),
+        "keras_kd_cached_vs_student_noaug_limit": ("keras_kd_cached", limit_s_noaug),
+        "keras_kd_views_vs_student_limit": ("keras_kd_views", limit_s),
+        "limit_teacher_student_vs_student_limit": (limit_ts, limit_s),
+        "teacher_inference_share_of_limit": ("teacher_inference", limit_ts),
     }
+    ratios = {name: med[a] / med[b] for name, (a, b) in ratio_of.items()}
+    # the same ratios round by round (`common.paired_ratio`), with their bootstrap intervals
+    ratios.update({f"{name}_paired": paired_ratio(times[a], times[b])
+                   for name, (a, b) in ratio_of.items()})
+    intervals = {f"{name}_paired": paired_interval(times[a], times[b])
+                 for name, (a, b) in ratio_of.items()}
     rows = [{"pair": "cifar10", "variant": k, "median_s": statistics.median(v), "min_s": min(v),
-             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / limit_ts,
+             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / med[limit_ts],
              "fit_call_min_s": min(calls[k]) if calls.get(k) else None}
             for k, v in times.items()]
-    return rows, ratios
+    return rows, ratios, intervals
 
 
 def main(argv=None):
@@ -189,11 +196,11 @@ def main(argv=None):
 def report(results, statistic, out):
     """Tables, ratios and plot of a run's raw `seconds` (also of a saved run)."""
     times, n, views = results["seconds"], results["examples_per_epoch"], results["views"]
-    rows, ratios = summarize(times, n // results["batch_size"], statistic,
-                             results.get("fit_call_seconds"))
+    rows, ratios, intervals = summarize(times, n // results["batch_size"], statistic,
+                                        results.get("fit_call_seconds"))
     views["vs_student_epoch_from_views"] = (
         views["cache_views_seconds_per_epoch"] / epoch_times(times, statistic)["keras_kd_views"])
-    results.update(statistic=statistic, ratios=ratios, rows=rows)
+    results.update(statistic=statistic, ratios=ratios, paired_intervals=intervals, rows=rows)
     md = markdown_table(rows, [
         ("variant", "variant", ""), ("median_s", "s/epoch (median)", ".2f"), ("min_s", "min", ".2f"),
         ("max_s", "max", ".2f"), ("ms_per_step", "ms/step", ".1f"),
@@ -202,6 +209,10 @@ def report(results, statistic, out):
     md += (f"\n{n} images per epoch, batch {results['batch_size']}, {results['repeats']} repeats; "
            f"ratios of the {statistic} epoch times.\n")
     md += "\n" + ", ".join(f"{k} = {v:.2f}" for k, v in ratios.items()) + "\n"
+    md += ("\nPaired ratios with a 90 % bootstrap interval over the rounds "
+           "(`common.paired_interval`): " + ", ".join(
+               f"{k} = {ratios[k]:.3f} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in intervals.items())
+           + "\n")
     md += (f"\nReplayed views: the teacher's pass over {views['stored_epochs']} epochs of views "
            f"took {views['cache_views_seconds']:.1f} s ({views['cache_views_seconds_per_epoch']:.1f} s "
            f"per stored epoch, {views['vs_student_epoch_from_views']:.2f}x a student epoch from "
