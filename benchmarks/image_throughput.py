@@ -31,9 +31,9 @@ Every variant is built and run once first (tracing, compilation); then `--repeat
 time one epoch of each variant in turn, in an order drawn per round (a `fit` epoch from
 `on_epoch_begin` to `on_epoch_end`, the whole call reported beside it); the ratios use the
 fastest repeat (`--statistic min`, see `common.epoch_times`), and paired (the median over the
-rounds of the ratio within a round) with a 90 % bootstrap interval (`common.paired_interval`). Absolute times on shared machines are noise; the ratios measured
-in the same run are the result. Untrained teacher weights are fine for
-timing (same arithmetic).
+rounds of the ratio within a round) with a 90 % bootstrap interval (`common.paired_interval`).
+Absolute times on shared machines are noise; the ratios measured in the same run are the
+result. Untrained teacher weights are fine for timing (same arithmetic).
 """
 
 import argparse
@@ -153,7 +153,8 @@ def summarize(times, steps, statistic="min", calls=None):
     intervals = {f"{name}_paired": paired_interval(times[a], times[b])
                  for name, (a, b) in ratio_of.items()}
     rows = [{"pair": "cifar10", "variant": k, "median_s": statistics.median(v), "min_s": min(v),
-             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps, "vs_limit": med[k] / med[limit_ts],
+             "max_s": max(v), "ms_per_step": 1000 * med[k] / steps,
+             "vs_limit": med[k] / med[limit_ts],
              "fit_call_min_s": min(calls[k]) if calls.get(k) else None}
             for k, v in times.items()]
     return rows, ratios, intervals

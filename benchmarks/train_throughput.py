@@ -31,10 +31,11 @@ For each teacher/student pair, on identical models, data and batch size, in one 
 
 Every variant is built and run once first (tracing, compilation); then `--repeats` rounds
 time one epoch of each variant in turn, in an order drawn per round (`round_order`), so that
-drift of a shared machine hits all variants alike. A `fit` epoch is timed from `on_epoch_begin` to `on_epoch_end` (`FitEpoch`); the whole
-`fit` call, with what it pays once per call, is reported beside it. The table gives the median
-and the spread (min-max); the ratios use the fastest repeat (`--statistic min`, see
-`common.epoch_times`: stalls only add time). Absolute times on shared machines are noise; the
+drift of a shared machine hits all variants alike. A `fit` epoch is timed from
+`on_epoch_begin` to `on_epoch_end` (`FitEpoch`); the whole `fit` call, with what it pays once
+per call, is reported beside it. The table gives the median and the spread (min-max); the
+ratios use the fastest repeat (`--statistic min`, see `common.epoch_times`: stalls only add
+time). Absolute times on shared machines are noise; the
 ratios measured in the same run are the result. The paired ratios (median over the rounds of
 the ratio within a round) come with a 90 % bootstrap interval (`common.paired_interval`).
 """
@@ -467,8 +468,8 @@ def main(argv=None):
 
     (x, y), _ = load_mnist(args.data)
     results = {"batch_size": args.batch_size, "repeats": args.repeats, "cpus": os.cpu_count(),
-               "tensorflow": tf.__version__, "keras": keras.__version__, "round_order": "drawn per round, round_order(seed=0)",
-               "pairs": {}}
+               "tensorflow": tf.__version__, "keras": keras.__version__,
+               "round_order": "drawn per round, round_order(seed=0)", "pairs": {}}
     for pair in args.pairs:
         size = args.train_size if pair == "mlp" else args.cnn_train_size
         times, calls = run_pair(pair, x[:size], y[:size], args.batch_size, args.repeats,
