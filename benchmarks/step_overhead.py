@@ -4,7 +4,8 @@ overhead is most of the step.
     python benchmarks/step_overhead.py --repeats 7 --out runs/bench/step_overhead
 
 A teacher and a student of 784-16-10 on the 60,000 MNIST training images, batch 64
-(937 steps), KD loss as in `train_throughput.py`. Variants, one epoch each, round-robin (an order drawn per round):
+(937 steps), KD loss as in `train_throughput.py`. Variants, one epoch each, round-robin
+(in an order drawn per round):
 - `limit`: the compiled loop over batches already in memory (`train_throughput`'s limit);
 - `limit_array_batches`: the same loop reading `kd.data.array_batches` (a `tf.data`
   element per step);
