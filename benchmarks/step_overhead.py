@@ -12,8 +12,8 @@ A teacher and a student of 784-16-10 on the 60,000 MNIST training images, batch 
 - `fit_cached_tfdata`: `Distiller.fit` on cached, pre-batched `tf.data` batches;
 - `fit_numpy`: `Distiller.fit(x, y, batch_size=64)`: the arrays read one execution at a time
   (`keras_kd.fit_arrays.ExecutionBlocks`);
-- `fit_array_batches`: `Distiller.fit(kd.data.array_batches(x, y, batch_size=64))`: a
-  `tf.data` element per step (what `fit(x, y)` read before session 17);
+- `fit_array_batches`: `Distiller.fit` on `kd.data.array_batches(x, y, batch_size=64)`, read
+  step by step (`.take(-1)`, a derived dataset): a `tf.data` element per step (what `fit(x, y)` read before session 17);
 - `fit_numpy_keras_adapter`: `keras.Model.fit(distiller, x, y, batch_size=64)`: Keras' own
   array adapter;
 - `limit_student`: the compiled loop training the student alone;
@@ -70,9 +70,9 @@ def variants(x, y, batch_size):
             steps=n // batch_size),
         "fit_cached_tfdata": tt.fit_epoch(tt.keras_kd_distiller(*tiny_pair()), cached),
         "fit_numpy": tt.fit_numpy_epoch(tt.keras_kd_distiller(*tiny_pair()), x, y, batch_size),
-        "fit_array_batches": tt.fit_epoch(
+        "fit_array_batches": tt.fit_epoch(  # derived: read step by step
             tt.keras_kd_distiller(*tiny_pair()),
-            kd.data.array_batches(x, y, batch_size=batch_size)),
+            kd.data.array_batches(x, y, batch_size=batch_size).take(-1)),
         "fit_numpy_keras_adapter": tt.fit_numpy_epoch(
             tt.keras_array_adapter(tt.keras_kd_distiller(*tiny_pair())), x, y, batch_size),
         "limit_student": tt.compiled_loop(*tiny_pair(), xb, yb, False, False),

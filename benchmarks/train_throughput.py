@@ -15,8 +15,8 @@ For each teacher/student pair, on identical models, data and batch size, in one 
   `steps_per_execution=1`, Keras' default; `_numpy`: fed numpy arrays, `fit(x, y,
   batch_size=...)`, as a new user would, with defaults and with XLA on, read one execution
   at a time (`keras_kd.fit_arrays.ExecutionBlocks`, since session 17);
-  `_array_batches`: the arrays through `kd.data.array_batches`, a tf.data element per step
-  (what `fit(x, y)` read in session 16); `_numpy_keras_adapter`: through Keras' own array
+  `_array_batches`: the arrays through `kd.data.array_batches`, read step by step
+  (`.take(-1)`: a tf.data element per step, what `fit(x, y)` read in session 16); `_numpy_keras_adapter`: through Keras' own array
   adapter (`keras.Model.fit` called on the Distiller), as before `keras_kd.fit_arrays`;
   `_later_epoch`: the second epoch of one `fit(..., epochs=2)`, without what `fit` pays
   once per call) and with cached teacher logits (defaults, read one execution at a time
@@ -326,8 +326,9 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
             keras_kd_distiller(*fresh_pair(pair), **kwargs), x, y, batch_size)
     # the numpy path until session 17: `array_batches` as a dataset, one tf.data element
     # per step (`fit(x, y)` now reads the arrays one execution at a time)
-    variants["keras_kd_live_array_batches"] = fit_epoch(
-        keras_kd_distiller(*fresh_pair(pair)), kd.data.array_batches(x, y, batch_size=batch_size))
+    variants["keras_kd_live_array_batches"] = fit_epoch(  # derived: read step by step
+        keras_kd_distiller(*fresh_pair(pair)),
+        kd.data.array_batches(x, y, batch_size=batch_size).take(-1))
     variants["keras_kd_live_numpy_keras_adapter"] = fit_numpy_epoch(
         keras_array_adapter(keras_kd_distiller(*fresh_pair(pair))), x, y, batch_size)
     variants["keras_kd_live_numpy_keras_adapter_later_epoch"] = fit_numpy_later_epoch(
@@ -337,7 +338,7 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
         variants[name] = fit_epoch(keras_kd_distiller(teacher, student, **kwargs),
                                    kd.teachers.cache_logits(teacher, ds))
     # the cache read step by step (before session 17): a dataset derived from the cache is
-    # Keras' to read, one tf.data element per step (`fit_arrays.held_batches`)
+    # Keras' to read, one tf.data element per step (`data.held_batches`)
     teacher, student = fresh_pair(pair)
     variants["keras_kd_cached_per_step"] = fit_epoch(
         keras_kd_distiller(teacher, student), kd.teachers.cache_logits(teacher, ds).take(-1))

@@ -16,6 +16,7 @@ Sources, in the order `load` tries them:
 """
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -208,7 +209,13 @@ def _checked_shuffle(shuffle):
     return shuffle
 
 
-def row_batches(num_samples, batch_size, shuffle):
+def epoch_seeds():
+    """A dataset of one int64 seed, redrawn each iteration (each epoch), from the global seed
+    when one is set: the seeds of `row_batches`' shuffles."""
+    return tf.data.Dataset.random(rerandomize_each_iteration=True).take(1)
+
+
+def row_batches(num_samples, batch_size, shuffle, seeds=None):
     """The row indices `array_batches` reads, `batch_size` at a time (the last batch may be
     smaller), as int64 vectors: `0 .. num_samples - 1` in order, or with `shuffle=True` a new
     permutation each iteration (each epoch), seeded by the global seed when one is set, like
@@ -218,7 +225,11 @@ def row_batches(num_samples, batch_size, shuffle):
     The permutation is one `stateless_shuffle` per iteration, its seed drawn by
     `Dataset.random`, sliced into batches: a pass over 60,000 rows in batches of 4,096 took
     7 ms so, 56 ms as `Dataset.range(n).shuffle(n).batch(4096)`, which moves every row
-    through the pipeline on its own (session 17)."""
+    through the pipeline on its own (session 17).
+
+    `seeds`: the `epoch_seeds()` to draw from (default: new ones). Batchings of the same rows
+    by different sizes given the same `seeds` take the same orders: a new `epoch_seeds()`
+    draws other seeds under the global seed."""
     if not _checked_shuffle(shuffle):
         return tf.data.Dataset.range(num_samples).batch(batch_size)
     full, batches = num_samples // batch_size, -(-num_samples // batch_size)
@@ -232,7 +243,7 @@ def row_batches(num_samples, batch_size, shuffle):
             rows = rows.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]))
         return rows
 
-    seeds = tf.data.Dataset.random(rerandomize_each_iteration=True).take(1)
+    seeds = epoch_seeds() if seeds is None else seeds
     return seeds.flat_map(sliced).apply(tf.data.experimental.assert_cardinality(batches))
 
 
@@ -254,15 +265,49 @@ def array_batches(x, y=None, sample_weight=None, *, batch_size=None, shuffle=Tru
 
     Returns a `tf.data.Dataset` of `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
     """
-    _checked_shuffle(shuffle)
+    shuffle = _checked_shuffle(shuffle)
     inputs, num_samples, batch_size = compat.keras_array_inputs(
         x, y, sample_weight, batch_size, steps, class_weight)
-    # as Keras' adapter holds them: one element, repeated, that each batch gathers its rows from
-    ds = tf.data.Dataset.zip(row_batches(num_samples, batch_size, shuffle),
-                             tf.data.Dataset.from_tensors(inputs).repeat())
-    ds = ds.map(lambda rows, arrays: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays),
-                num_parallel_calls=AUTOTUNE)
-    return prefetched(ds)
+    with tf.device("CPU:0"):  # held on the host, as Keras' adapter holds them
+        arrays = tf.nest.map_structure(tf.convert_to_tensor, inputs)
+    # every batching of these rows shares one draw of seeds (`fit` may batch them by execution)
+    rows = functools.partial(row_batches, num_samples, shuffle=shuffle,
+                             seeds=epoch_seeds() if shuffle else None)
+    return held_batches(arrays, rows, steps=-(-num_samples // batch_size), batch_size=batch_size)
+
+
+HELD_ATTRIBUTE = "_keras_kd_held"  # what `held_batches` marks its datasets with
+
+
+def held_batches(arrays, rows, *, steps, batch_size, pack=None):
+    """Batches gathered by row index from data held in memory, one `tf.data` element per
+    step (tf.data's autotuner off, `prefetched`). `Distiller.fit` reads such a dataset one
+    execution at a time instead (`keras_kd.fit_arrays.ExecutionBlocks`: the same rows in the
+    same order); a dataset derived from it (`take`, `map`, ...) is a new object, read step
+    by step.
+
+    Args:
+        arrays: a nested structure of host tensors or variables, examples along axis 0.
+        rows: a function `rows(n)` giving a dataset of int64 row-index vectors of `n` rows
+            each (the last may have fewer), in the same order for every `n`.
+        steps: batches per epoch.
+        batch_size: rows per batch.
+        pack: a function from the rows gathered from `arrays` to the batch; None: as
+            gathered.
+    """
+    batches = prefetched(rows(batch_size).map(lambda these: gathered(arrays, these, pack),
+                                              num_parallel_calls=AUTOTUNE))
+    setattr(batches, HELD_ATTRIBUTE, dict(arrays=arrays, rows=rows, steps=steps,
+                                          batch_size=batch_size, pack=pack))
+    return batches
+
+
+def gathered(arrays, rows, pack=None):
+    """The batch of `rows` gathered on the host from `arrays` (a nested structure), as
+    `pack` makes it (None: as gathered)."""
+    with tf.device("CPU:0"):
+        batch = tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays)
+    return batch if pack is None else pack(batch)
 
 
 def pipeline(ds, batch_size, *, training, seed=0, size=None, cache=True, cast=None,

@@ -13,8 +13,9 @@ Keras' adapter, 5 of them 1.33-1.57 s, past the autotuner's 1.28 s wake-up
 pandas, sparse or ragged tensors, `shuffle="batch"`) goes to Keras unchanged.
 
 With several steps per execution (the default) and no `steps_per_epoch`, the training
-arrays skip the per-step `tf.data` element: `ExecutionBlocks` gathers the same batches, in
-the same order, inside the compiled execution (session 17).
+batches of `array_batches`, as of any `data.held_batches` dataset (an in-memory
+`cache_logits`), skip the per-step `tf.data` element: `ExecutionBlocks` gathers the same
+batches, in the same order, inside the compiled execution (session 17).
 """
 
 import numpy as np
@@ -86,19 +87,10 @@ class ExecutionBlocks:
         # its elements are row indices: `fit`'s first-batch check reads a batch through this
         setattr(self.dataset, compat.FIRST_BATCH_ATTRIBUTE, self.first_batch)
 
-    @classmethod
-    def of_arrays(cls, inputs, num_samples, batch_size, shuffle, steps_per_execution):
-        """Arrays prepared by Keras (`compat.keras_array_inputs`), in `array_batches`' order
-        (`data.row_batches`)."""
-        with tf.device("CPU:0"):
-            arrays = tf.nest.map_structure(tf.convert_to_tensor, inputs)
-        rows = data.row_batches(num_samples, batch_size * steps_per_execution, shuffle)
-        return cls(arrays, rows, -(-num_samples // batch_size), batch_size)
-
     def gather(self, rows, arrays=None):
         """The batch of `rows` from `arrays` (default: the held ones; the compiled execution
         passes them as its argument)."""
-        return _gathered(self.arrays if arrays is None else arrays, rows, self.pack)
+        return data.gathered(self.arrays if arrays is None else arrays, rows, self.pack)
 
     def first_batch(self):
         """The first batch of one pass over `dataset`, for `fit`'s first-batch check. Read
@@ -106,14 +98,6 @@ class ExecutionBlocks:
         that the epochs then train on the same shuffled orders as the per-step pipeline."""
         for rows in self.dataset.take(1):
             return self.gather(rows[:self.batch_size])
-
-
-def _gathered(arrays, rows, pack):
-    """The batch of `rows` gathered on the host from `arrays` (a nested structure), as
-    `pack` makes it (None: as gathered)."""
-    with tf.device("CPU:0"):
-        gathered = tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays)
-    return gathered if pack is None else pack(gathered)
 
 
 class Executions:
@@ -178,40 +162,23 @@ def _execution(model, blocks):
     return execution
 
 
-_HELD = "_keras_kd_held_rows"
-
-
-def held_batches(arrays, rows, *, steps, batch_size, pack=None):
-    """Batches of data held in memory, one `tf.data` element per step, that `Distiller.fit`
-    reads one execution at a time instead (`ExecutionBlocks`, the same rows in the same
-    order): `arrays` the held data (host tensors or variables), `rows` a dataset of single
-    int64 row indices, batched here by `batch_size`; `steps`, `pack` as for
-    `ExecutionBlocks`. A dataset derived from the returned one (`take`, `map`, ...) is a new
-    object, read by Keras step by step."""
-    batches = data.prefetched(rows.batch(batch_size).map(
-        lambda these: _gathered(arrays, these, pack), num_parallel_calls=tf.data.AUTOTUNE))
-    setattr(batches, _HELD, dict(arrays=arrays, rows=rows, steps=steps, batch_size=batch_size,
-                                 pack=pack))
-    return batches
-
-
 def _held_blocks(dataset, steps_per_execution):
-    """`ExecutionBlocks` over a dataset made by `held_batches`, or None."""
-    held = getattr(dataset, _HELD, None)
+    """`ExecutionBlocks` over a dataset made by `data.held_batches`, or None."""
+    held = getattr(dataset, data.HELD_ATTRIBUTE, None)
     if held is None:
         return None
-    rows = held["rows"].batch(held["batch_size"] * steps_per_execution)
+    rows = held["rows"](held["batch_size"] * steps_per_execution)
     return ExecutionBlocks(held["arrays"], rows, held["steps"], held["batch_size"], held["pack"])
 
 
 def fit_arguments(args, steps_per_execution=1):
     """`fit`'s keyword arguments `args` (a dict of Keras' names), with arrays replaced by
-    `data.array_batches` pipelines, or by `ExecutionBlocks` with `steps_per_execution > 1`
-    and no `steps_per_epoch`: `x` then holds the training batches (blocks) and `y`,
+    `data.array_batches` pipelines: `x` then holds the training batches and `y`,
     `sample_weight`, `class_weight`, `batch_size`, `validation_split` and
     `validation_batch_size` are cleared and `shuffle` is False, as Keras wants for a
-    dataset. A dataset made by `held_batches` becomes `ExecutionBlocks` under the
-    same conditions (and no `class_weight`, which Keras maps over the batches)."""
+    dataset. With `steps_per_execution > 1`, no `steps_per_epoch` and no `class_weight`
+    (which Keras maps over a dataset's batches), a `data.held_batches` dataset (arrays
+    included) becomes `ExecutionBlocks`."""
     args = dict(args)
     blocks = steps_per_execution > 1 and not args.get("steps_per_epoch")
     validation_batch_size = args.get("validation_batch_size") or args.get("batch_size")
@@ -223,20 +190,14 @@ def fit_arguments(args, steps_per_execution=1):
                 compat.train_validation_split(
                     (args.get("x"), args.get("y"), args.get("sample_weight")),
                     args["validation_split"]))
-        if blocks:
-            args["x"] = ExecutionBlocks.of_arrays(
-                *compat.keras_array_inputs(args["x"], args.get("y"), args.get("sample_weight"),
-                                           args.get("batch_size"), None, args.get("class_weight")),
-                shuffle=args.get("shuffle", True), steps_per_execution=steps_per_execution)
-        else:
-            args["x"] = data.array_batches(
-                args["x"], args.get("y"), args.get("sample_weight"),
-                batch_size=args.get("batch_size"), shuffle=args.get("shuffle", True),
-                class_weight=args.get("class_weight"), steps=args.get("steps_per_epoch"))
+        args["x"] = data.array_batches(
+            args["x"], args.get("y"), args.get("sample_weight"),
+            batch_size=args.get("batch_size"), shuffle=args.get("shuffle", True),
+            class_weight=args.get("class_weight"), steps=args.get("steps_per_epoch"))
         # shuffled in the pipeline: Keras would warn that it ignores `shuffle` for a dataset
         args.update(y=None, sample_weight=None, class_weight=None, batch_size=None,
                     validation_split=0.0, shuffle=False)
-    elif blocks and not args.get("class_weight"):
+    if blocks and not args.get("class_weight"):  # arrays, or a dataset of held data
         args["x"] = _held_blocks(args.get("x"), steps_per_execution) or args.get("x")
     if validation_data is not None:
         converted = _validation_as_dataset(validation_data, validation_batch_size,

@@ -14,7 +14,6 @@ from keras_kd import data as data_lib
 from keras_kd.losses.logits import check_temperature
 from keras_kd.losses.logits import softened_log_probs
 from keras_kd import fingerprint
-from keras_kd import fit_arrays
 from keras_kd import logits_file
 from keras_kd import precision
 
@@ -212,8 +211,8 @@ def _in_memory(teacher, dataset, batch_size, shuffle_buffer, seed, verbose):
     if shuffle_buffer:
         indices = indices.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     # batches gathered by index; `Distiller.fit` reads them one execution at a time
-    return fit_arrays.held_batches(
-        (leaves, teacher_logits), indices, steps=-(-len(logits) // batch_size),
+    return data_lib.held_batches(
+        (leaves, teacher_logits), indices.batch, steps=-(-len(logits) // batch_size),
         batch_size=batch_size, pack=functools.partial(_packed, structure))
 
 
