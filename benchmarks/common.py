@@ -55,6 +55,93 @@ def paired_interval(a, b, level=0.9, resamples=2000, seed=0):
     return medians[tail], medians[resamples - 1 - tail]
 
 
+def pooled_interval(runs_a, runs_b, level=0.9, resamples=2000, seed=0):
+    """`(ratio, low, high)` of `a / b` over several runs of one command, each in a process of
+    its own: `runs_a[k]` and `runs_b[k]` are the times of run `k`, round by round. `ratio` is
+    the median of every round's ratio, all runs pooled. The interval is a two-level
+    bootstrap: the runs are drawn with replacement, then the rounds within each drawn run.
+
+    A process has a state of its own that holds for all its rounds (where its memory and
+    threads landed, what else the machine ran that half hour); `paired_interval` sees only
+    the rounds of one run, so on this project's VMs runs of the same command disagreed by
+    more than their intervals (session 18: 1.006-1.041 and 1.037-1.087 for one ratio). Drawing
+    the runs too puts that spread into the interval: with 3 runs it is wide, as it should be."""
+    import random
+    import statistics as stats
+
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ValueError(f"runs_a and runs_b: expected as many runs (at least one); received "
+                         f"{len(runs_a)} and {len(runs_b)}")
+    runs = [[x / y for x, y in zip(a, b)] for a, b in zip(runs_a, runs_b)]
+    rng = random.Random(seed)
+    medians = []
+    for _ in range(resamples):
+        pooled = []
+        for run in rng.choices(runs, k=len(runs)):
+            pooled += rng.choices(run, k=len(run))
+        medians.append(stats.median(pooled))
+    medians.sort()
+    tail = int(round(resamples * (1 - level) / 2))
+    return (stats.median(r for run in runs for r in run), medians[tail],
+            medians[resamples - 1 - tail])
+
+
+def verdict(low, high, bound):
+    """What an interval `[low, high]` of a ratio says of an upper `bound`: "holds" (`high`
+    under it), "fails" (`low` over it), or "cannot tell"."""
+    if high < bound:
+        return "holds"
+    return "fails" if low > bound else "cannot tell"
+
+
+def read_runs(paths):
+    """The saved results JSON of each path."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    return runs
+
+
+def pooled_rows(pair, seconds, ratios, bounds):
+    """One row per ratio of `ratios` (name: (numerator, denominator) variants) timed in all
+    runs: `seconds[k]` is run k's raw times by variant. Each run's paired ratio, the pooled
+    ratio and interval (`pooled_interval`), and the verdict on the ratio's bound in `bounds`
+    (if any)."""
+    rows = []
+    for name, (a, b) in ratios.items():
+        if not all(a in t and b in t for t in seconds):
+            continue
+        ratio, low, high = pooled_interval([t[a] for t in seconds], [t[b] for t in seconds])
+        bound = bounds.get(name)
+        rows.append({
+            "pair": pair, "ratio": name, "bound": bound,
+            "runs": ", ".join(f"{paired_ratio(t[a], t[b]):.3f}" for t in seconds),
+            "pooled": f"{ratio:.3f} [{low:.3f}, {high:.3f}]",
+            "verdict": verdict(low, high, bound) if bound else None,
+            "ratio_value": ratio, "low": low, "high": high})
+    return rows
+
+
+def write_pooled(rows, paths, out):
+    """`pooled_rows` of the runs saved at `paths`, as `OUT.json` and `OUT.md`."""
+    md = markdown_table(rows, [("pair", "pair", ""), ("ratio", "paired ratio", ""),
+                               ("bound", "bound", ".2f"), ("runs", "each run", ""),
+                               ("pooled", "pooled [90 % interval]", ""),
+                               ("verdict", "verdict", "")])
+    md += (f"\n{len(paths)} runs ({', '.join(paths)}): each run's paired ratio, and all their "
+           "rounds pooled, with a two-level bootstrap interval (runs, then rounds: "
+           "`common.pooled_interval`).\n")
+    write_outputs({"runs": list(paths), "rows": rows}, out, md)
+
+
+def add_pool_argument(parser):
+    """`--pool`, shared by the throughput benchmarks."""
+    parser.add_argument("--pool", nargs="+", metavar="JSON",
+                        help="pool the paired ratios of these saved runs of one command (a "
+                             "process each) into --out, with issue 14's verdicts; train nothing")
+
+
 def add_summary_arguments(parser):
     """`--statistic` and `--summarize`, shared by the throughput benchmarks."""
     parser.add_argument("--statistic", default="min", choices=STATISTICS,

@@ -4,6 +4,7 @@ keras_kd path, against the compiled-loop limits of the same arithmetic, in one r
     python benchmarks/image_throughput.py                           # 45,000 images, 3 repeats
     python benchmarks/image_throughput.py --limit 1024 --repeats 1  # smoke test
     python benchmarks/image_throughput.py --teacher runs/cifar10/teacher.keras
+    python benchmarks/image_throughput.py --pool a.json b.json --out pooled  # saved runs
 
 The images come from the JPEG folder through `keras_kd.data.load` (decoded once, cached as
 uint8, shuffled and batched each epoch) and are augmented (random translation + flip, Keras
@@ -31,7 +32,8 @@ Every variant is built and run once first (tracing, compilation); then `--repeat
 time one epoch of each variant in turn, in an order drawn per round (a `fit` epoch from
 `on_epoch_begin` to `on_epoch_end`, the whole call reported beside it); the ratios use the
 fastest repeat (`--statistic min`, see `common.epoch_times`), and paired (the median over the
-rounds of the ratio within a round) with a 90 % bootstrap interval (`common.paired_interval`).
+rounds of the ratio within a round) with a 90 % bootstrap interval (`common.paired_interval`);
+`--pool` pools several saved runs (`common.pooled_interval`) with issue 14's verdicts.
 Absolute times on shared machines are noise; the ratios measured in the same run are the
 result. Untrained teacher weights are fine for timing (same arithmetic).
 """
@@ -47,8 +49,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import (REPO, add_summary_arguments, epoch_times, markdown_table,  # noqa: E402
-                    paired_interval, paired_ratio, saved_run, write_outputs)
+from common import (REPO, add_pool_argument, add_summary_arguments,  # noqa: E402
+                    epoch_times, markdown_table, paired_interval, paired_ratio,
+                    pooled_rows, read_runs, saved_run, write_outputs, write_pooled)
 from train_throughput import (ALPHA, T, dataset_loop, fit_epoch, fit_numpy_epoch,  # noqa: E402
                               plot, time_round_robin)
 
@@ -160,6 +163,22 @@ def summarize(times, steps, statistic="min", calls=None):
     return rows, ratios, intervals
 
 
+# the paired ratios pooled over runs (`--pool`), against the XLA-off limits (Keras' CPU
+# default, and the faster limits of this pair here), with issue 14's bounds
+POOLED = {
+    "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_vs_limit_xla_off": ("keras_kd_live_numpy",
+                                             "limit_teacher_student_xla_off"),
+    "keras_kd_cached_vs_student_noaug_limit_xla_off": ("keras_kd_cached",
+                                                       "limit_student_noaug_xla_off"),
+    "keras_kd_views_vs_student_limit_xla_off": ("keras_kd_views", "limit_student_xla_off"),
+    "keras_kd_live_bf16_teacher_vs_live": ("keras_kd_live_bf16_teacher", "keras_kd_live"),
+}
+BOUNDS = {"keras_kd_live_vs_limit_xla_off": 1.05, "keras_kd_live_numpy_vs_limit_xla_off": 1.05,
+          "keras_kd_cached_vs_student_noaug_limit_xla_off": 1.10,
+          "keras_kd_views_vs_student_limit_xla_off": 1.15}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=DEFAULT_CIFAR10, help="CIFAR-10 folder of JPEG class folders")
@@ -169,8 +188,12 @@ def main(argv=None):
     p.add_argument("--view-epochs", type=int, default=2, help="epochs of replayed views stored")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per variant")
     p.add_argument("--out", default="results/image_throughput")
+    add_pool_argument(p)
     add_summary_arguments(p)
     args = p.parse_args(argv)
+    if args.pool:
+        return write_pooled(pooled_rows("cifar10", [r["seconds"] for r in read_runs(args.pool)],
+                                        POOLED, BOUNDS), args.pool, args.out)
     saved = saved_run(args)
     if saved is not None:
         return report(saved, args.statistic, args.out)

@@ -4,6 +4,8 @@
     python benchmarks/train_throughput.py --pairs mlp --repeats 3
     python benchmarks/train_throughput.py --pairs mlp --variants keras_kd_live_numpy \
         keras_kd_live_numpy_later_epoch       # these (and the limits) only
+    python benchmarks/train_throughput.py --pool runs/a.json runs/b.json runs/c.json \
+        --out runs/pooled                     # several saved runs: each, pooled, verdicts
 
 For each teacher/student pair, on identical models, data and batch size, in one run:
 - `limit_*`: the same arithmetic (teacher forward, student forward/backward, Adam update) in
@@ -38,6 +40,10 @@ ratios use the fastest repeat (`--statistic min`, see `common.epoch_times`: stal
 time). Absolute times on shared machines are noise; the
 ratios measured in the same run are the result. The paired ratios (median over the rounds of
 the ratio within a round) come with a 90 % bootstrap interval (`common.paired_interval`).
+A process has a state of its own that holds for all its rounds, so runs of one command can
+disagree by more than these intervals: `--pool` pools the rounds of several saved runs, with
+an interval that draws the runs too (`common.pooled_interval`), and gives issue 14's
+verdicts on the bounds (`BOUNDS`).
 """
 
 import argparse
@@ -53,9 +59,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import (DEFAULT_MNIST, add_summary_arguments, epoch_times,  # noqa: E402
-                    load_mnist, markdown_table, paired_interval, paired_ratio,
-                    saved_run, write_outputs)
+from common import (DEFAULT_MNIST, add_pool_argument, add_summary_arguments,  # noqa: E402
+                    epoch_times, load_mnist, markdown_table, paired_interval, paired_ratio,
+                    pooled_rows, read_runs, saved_run, write_outputs, write_pooled)
 
 import keras_kd as kd  # noqa: E402
 from keras_kd import models  # noqa: E402
@@ -352,64 +358,80 @@ def run_pair(pair, x, y, batch_size, repeats, only=None):
     return time_round_robin(variants, repeats)
 
 
+# Each ratio's (numerator, denominator) variants: against the faster limit (`limit`,
+# `student_limit`: the faster of XLA on and off), and each loop against the limit of its
+# own XLA setting (Keras' CPU default is XLA off). Variants added later are absent from
+# older saved runs, and `--variants` times a subset: a ratio is given where both of its
+# times exist.
+RATIOS = {
+    "keras_kd_live_vs_keras_distiller": ("keras_kd_live", "keras_distiller"),
+    "keras_kd_live_vs_limit": ("keras_kd_live", "limit"),
+    "keras_kd_live_numpy_vs_limit": ("keras_kd_live_numpy", "limit"),
+    "keras_kd_live_xla_on_vs_limit": ("keras_kd_live_xla_on", "limit"),
+    "keras_kd_live_xla_on_vs_limit_xla_on": ("keras_kd_live_xla_on",
+                                             "limit_teacher_student_xla_on"),
+    "keras_kd_cached_vs_student_limit": ("keras_kd_cached", "student_limit"),
+    "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_vs_limit_xla_off": ("keras_kd_live_numpy",
+                                             "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
+                                                   "limit_teacher_student_xla_on"),
+    "keras_kd_live_array_batches_vs_limit_xla_off": ("keras_kd_live_array_batches",
+                                                     "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_keras_adapter_vs_limit_xla_off": (
+        "keras_kd_live_numpy_keras_adapter", "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_keras_adapter_later_epoch_vs_limit_xla_off": (
+        "keras_kd_live_numpy_keras_adapter_later_epoch", "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_later_epoch_vs_limit_xla_off": (
+        "keras_kd_live_numpy_later_epoch", "limit_teacher_student_xla_off"),
+    "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (
+        "keras_kd_live_numpy_xla_on_later_epoch", "limit_teacher_student_xla_on"),
+    "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
+    "keras_kd_cached_per_step_vs_student_limit_xla_off": ("keras_kd_cached_per_step",
+                                                          "limit_student_xla_off"),
+    # decomposition: keras_kd's step alone, and the input pipelines alone, each against
+    # the pre-batched limit; then each `fit` path against the limit fed the same pipeline
+    "keras_kd_step_loop_vs_limit_xla_off": ("keras_kd_step_loop",
+                                            "limit_teacher_student_xla_off"),
+    "limit_tfdata_vs_limit_xla_off": ("limit_tfdata_teacher_student_xla_off",
+                                      "limit_teacher_student_xla_off"),
+    "limit_numpy_vs_limit_xla_off": ("limit_numpy_teacher_student_xla_off",
+                                     "limit_teacher_student_xla_off"),
+    "keras_kd_live_vs_tfdata_limit_xla_off": ("keras_kd_live",
+                                              "limit_tfdata_teacher_student_xla_off"),
+    "keras_kd_live_xla_on_vs_tfdata_limit_xla_on": ("keras_kd_live_xla_on",
+                                                    "limit_tfdata_teacher_student_xla_on"),
+    "keras_kd_live_numpy_vs_numpy_limit_xla_off": ("keras_kd_live_numpy",
+                                                   "limit_numpy_teacher_student_xla_off"),
+    "keras_kd_live_numpy_later_epoch_vs_numpy_limit_xla_off": (
+        "keras_kd_live_numpy_later_epoch", "limit_numpy_teacher_student_xla_off"),
+    "keras_kd_live_numpy_xla_on_vs_numpy_limit_xla_on": (
+        "keras_kd_live_numpy_xla_on", "limit_numpy_teacher_student_xla_on"),
+    "keras_kd_cached_xla_on_vs_student_limit_xla_on": ("keras_kd_cached_xla_on",
+                                                       "limit_student_xla_on"),
+}
+
+# issue 14's bounds on the paired ratios, each `fit` path against the limit of its XLA
+# setting: the pre-batched limit, and the limit fed the same input (the bound's reading for
+# the image pair: "the image pipeline included on both sides of the comparison")
+BOUNDS = {"keras_kd_live_vs_limit_xla_off": 1.05, "keras_kd_live_numpy_vs_limit_xla_off": 1.05,
+          "keras_kd_live_numpy_later_epoch_vs_limit_xla_off": 1.05,
+          "keras_kd_cached_vs_student_limit_xla_off": 1.10,
+          "keras_kd_live_vs_tfdata_limit_xla_off": 1.05,
+          "keras_kd_live_numpy_vs_numpy_limit_xla_off": 1.05,
+          "keras_kd_live_numpy_later_epoch_vs_numpy_limit_xla_off": 1.05}
+
+
 def summarize(pair, times, steps, statistic="min", calls=None):
     med = epoch_times(times, statistic)
     limit_ts = min(med["limit_teacher_student_xla_on"], med["limit_teacher_student_xla_off"])
     limit_s = min(med["limit_student_xla_on"], med["limit_student_xla_off"])
-    # against the faster limit, and each loop against the limit of its own XLA setting
-    # (Keras' CPU default is XLA off); variants added later are absent from older saved runs
-    # and `--variants` times a subset: a ratio is given where both of its times exist
     med = {**med, "limit": limit_ts, "student_limit": limit_s}
-    ratio_of = {
-        "keras_kd_live_vs_keras_distiller": ("keras_kd_live", "keras_distiller"),
-        "keras_kd_live_vs_limit": ("keras_kd_live", "limit"),
-        "keras_kd_live_numpy_vs_limit": ("keras_kd_live_numpy", "limit"),
-        "keras_kd_live_xla_on_vs_limit": ("keras_kd_live_xla_on", "limit"),
-        "keras_kd_live_xla_on_vs_limit_xla_on": ("keras_kd_live_xla_on",
-                                                 "limit_teacher_student_xla_on"),
-        "keras_kd_cached_vs_student_limit": ("keras_kd_cached", "student_limit"),
-        "keras_kd_live_vs_limit_xla_off": ("keras_kd_live", "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_vs_limit_xla_off": ("keras_kd_live_numpy",
-                                                 "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_xla_on_vs_limit_xla_on": ("keras_kd_live_numpy_xla_on",
-                                                       "limit_teacher_student_xla_on"),
-        "keras_kd_live_array_batches_vs_limit_xla_off": ("keras_kd_live_array_batches",
-                                                         "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_keras_adapter_vs_limit_xla_off": (
-            "keras_kd_live_numpy_keras_adapter", "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_keras_adapter_later_epoch_vs_limit_xla_off": (
-            "keras_kd_live_numpy_keras_adapter_later_epoch", "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_later_epoch_vs_limit_xla_off": (
-            "keras_kd_live_numpy_later_epoch", "limit_teacher_student_xla_off"),
-        "keras_kd_live_numpy_xla_on_later_epoch_vs_limit_xla_on": (
-            "keras_kd_live_numpy_xla_on_later_epoch", "limit_teacher_student_xla_on"),
-        "keras_kd_cached_vs_student_limit_xla_off": ("keras_kd_cached", "limit_student_xla_off"),
-        "keras_kd_cached_per_step_vs_student_limit_xla_off": ("keras_kd_cached_per_step",
-                                                              "limit_student_xla_off"),
-        # decomposition: keras_kd's step alone, and the input pipelines alone, each against
-        # the pre-batched limit; then each `fit` path against the limit fed the same pipeline
-        "keras_kd_step_loop_vs_limit_xla_off": ("keras_kd_step_loop",
-                                                "limit_teacher_student_xla_off"),
-        "limit_tfdata_vs_limit_xla_off": ("limit_tfdata_teacher_student_xla_off",
-                                          "limit_teacher_student_xla_off"),
-        "limit_numpy_vs_limit_xla_off": ("limit_numpy_teacher_student_xla_off",
-                                         "limit_teacher_student_xla_off"),
-        "keras_kd_live_vs_tfdata_limit_xla_off": ("keras_kd_live",
-                                                  "limit_tfdata_teacher_student_xla_off"),
-        "keras_kd_live_xla_on_vs_tfdata_limit_xla_on": ("keras_kd_live_xla_on",
-                                                        "limit_tfdata_teacher_student_xla_on"),
-        "keras_kd_live_numpy_vs_numpy_limit_xla_off": ("keras_kd_live_numpy",
-                                                       "limit_numpy_teacher_student_xla_off"),
-        "keras_kd_live_numpy_xla_on_vs_numpy_limit_xla_on": (
-            "keras_kd_live_numpy_xla_on", "limit_numpy_teacher_student_xla_on"),
-        "keras_kd_cached_xla_on_vs_student_limit_xla_on": ("keras_kd_cached_xla_on",
-                                                           "limit_student_xla_on"),
-    }
-    ratios = {name: med[a] / med[b] for name, (a, b) in ratio_of.items()
+    ratios = {name: med[a] / med[b] for name, (a, b) in RATIOS.items()
               if a in med and b in med}
     # the same ratios round by round (the two epochs timed close together), median over the
     # rounds: drift of a shared machine that spans rounds cancels; for single-variant pairs
-    paired = {name: (a, b) for name, (a, b) in ratio_of.items() if a in times and b in times}
+    paired = {name: (a, b) for name, (a, b) in RATIOS.items() if a in times and b in times}
     ratios.update({f"{name}_paired": paired_ratio(times[a], times[b])
                    for name, (a, b) in paired.items()})
     intervals = {f"{name}_paired": paired_interval(times[a], times[b])
@@ -461,8 +483,11 @@ def main(argv=None):
     p.add_argument("--variants", nargs="+", default=None,
                    help="time only these variants (and the limits); default: all")
     p.add_argument("--out", default="results/train_throughput")
+    add_pool_argument(p)
     add_summary_arguments(p)
     args = p.parse_args(argv)
+    if args.pool:
+        return pool(args.pool, args.out)
     saved = saved_run(args)
     if saved is not None:
         return report(saved, args.statistic, args.out)
@@ -478,6 +503,17 @@ def main(argv=None):
         results["pairs"][pair] = {"examples_per_epoch": size, "seconds": times,
                                   "fit_call_seconds": calls}
     report(results, args.statistic, args.out)
+
+
+def pool(paths, out):
+    """The paired ratios of several saved runs of one command (a process each), run by run
+    and pooled (`common.pooled_rows`), with issue 14's verdicts (`BOUNDS`), to `OUT.json`
+    and `OUT.md`."""
+    runs = read_runs(paths)
+    rows = []
+    for pair in sorted(set.intersection(*(set(r["pairs"]) for r in runs))):
+        rows += pooled_rows(pair, [r["pairs"][pair]["seconds"] for r in runs], RATIOS, BOUNDS)
+    write_pooled(rows, paths, out)
 
 
 def report(results, statistic, out):
