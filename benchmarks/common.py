@@ -153,10 +153,7 @@ def add_summary_arguments(parser):
 
 def saved_run(args):
     """The results JSON named by `--summarize`, or None."""
-    if not args.summarize:
-        return None
-    with open(args.summarize) as f:
-        return json.load(f)
+    return read_runs([args.summarize])[0] if args.summarize else None
 
 
 def write_outputs(results, out_prefix, markdown):

@@ -7,6 +7,10 @@ A teacher and a student of 784-16-10 on the 60,000 MNIST training images, batch 
 (937 steps), KD loss as in `train_throughput.py`. Variants, one epoch each, round-robin
 (in an order drawn per round):
 - `limit`: the compiled loop over batches already in memory (`train_throughput`'s limit);
+- `limit_cached_tfdata`: the same loop reading the cached, pre-batched `tf.data` batches
+  that `fit_cached_tfdata` reads (the input's own cost);
+- `step_loop`: `Distiller.train_step` (its loss trackers and logs included) in the limit's
+  loop over pre-batched tensors (the step's own cost, without `fit` or `tf.data`);
 - `limit_array_batches`: the same loop reading `kd.data.array_batches` (a `tf.data`
   element per step);
 - `fit_cached_tfdata`: `Distiller.fit` on cached, pre-batched `tf.data` batches;
@@ -22,7 +26,8 @@ A teacher and a student of 784-16-10 on the 60,000 MNIST training images, batch 
   (a dataset derived from it, as before session 17).
 `fit` epochs are timed from `on_epoch_begin` to `on_epoch_end`. Prints, per variant, the
 fastest and the median epoch in microseconds per step and what it adds to its limit's step
-(the student-alone limit for the cached variants).
+(the student-alone limit for the cached variants), and the paired ratio to that limit with
+its 90 % interval (`common.paired_interval`).
 """
 
 import argparse
@@ -39,6 +44,8 @@ import train_throughput as tt  # noqa: E402
 from common import DEFAULT_MNIST  # noqa: E402
 from common import load_mnist  # noqa: E402
 from common import markdown_table  # noqa: E402
+from common import paired_interval  # noqa: E402
+from common import paired_ratio  # noqa: E402
 from common import write_outputs  # noqa: E402
 
 import keras_kd as kd  # noqa: E402
@@ -65,6 +72,9 @@ def variants(x, y, batch_size):
     (teacher, student), (teacher2, student2) = tiny_pair(), tiny_pair()
     return n // batch_size, {
         "limit": tt.compiled_loop(*tiny_pair(), xb, yb, True, False),
+        "limit_cached_tfdata": tt.dataset_loop(*tiny_pair(), cached, None, True, False,
+                                               steps=n // batch_size),
+        "step_loop": tt.distiller_step_loop(tt.keras_kd_distiller(*tiny_pair()), x, y, xb, yb),
         "limit_array_batches": tt.dataset_loop(
             *tiny_pair(), kd.data.array_batches(x, y, batch_size=batch_size), None, True, False,
             steps=n // batch_size),
@@ -99,12 +109,15 @@ def main(argv=None):
     for name, stats in per_step.items():  # cached logits: against the student-alone limit
         limit = "limit_student" if "student" in name or "cached_logits" in name else "limit"
         stats["added_us"] = stats["min_us"] - per_step[limit]["min_us"]
+        stats["paired"] = paired_ratio(times[name], times[limit])
+        stats["interval"] = "[{:.3f}, {:.3f}]".format(*paired_interval(times[name], times[limit]))
     results = {"batch_size": args.batch_size, "steps": steps, "repeats": args.repeats,
                "cpus": os.cpu_count(), "tensorflow": tf.__version__,
                "keras": keras.__version__, "seconds": times, "per_step": per_step}
     md = markdown_table([{"variant": k, **v} for k, v in per_step.items()], [
         ("variant", "variant", ""), ("min_us", "µs/step (min)", ".0f"),
-        ("median_us", "median", ".0f"), ("added_us", "added to the limit (min)", "+.0f")])
+        ("median_us", "median", ".0f"), ("added_us", "added to the limit (min)", "+.0f"),
+        ("paired", "x limit, paired", ".3f"), ("interval", "90 % interval", "")])
     write_outputs(results, args.out, md)
 
 
