@@ -43,16 +43,10 @@ def paired_ratio(a, b):
 def paired_interval(a, b, level=0.9, resamples=2000, seed=0):
     """`(low, high)`: a bootstrap interval of `paired_ratio(a, b)`. The rounds are drawn with
     replacement `resamples` times (seeded), and the central `level` share of the medians is
-    kept. A bound on a ratio holds in a run when `high` is under it, and fails when `low` is
-    over it; in between, the run cannot tell on this machine."""
-    import random
-    import statistics as stats
-
-    ratios = [x / y for x, y in zip(a, b)]
-    rng = random.Random(seed)
-    medians = sorted(stats.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
-    tail = int(round(resamples * (1 - level) / 2))
-    return medians[tail], medians[resamples - 1 - tail]
+    kept (`pooled_interval` of this one run). A bound on a ratio holds in a run when `high` is
+    under it, and fails when `low` is over it; in between, the run cannot tell on this
+    machine."""
+    return pooled_interval([a], [b], level, resamples, seed)[1:]
 
 
 def pooled_interval(runs_a, runs_b, level=0.9, resamples=2000, seed=0):
@@ -76,8 +70,8 @@ def pooled_interval(runs_a, runs_b, level=0.9, resamples=2000, seed=0):
     rng = random.Random(seed)
     medians = []
     for _ in range(resamples):
-        pooled = []
-        for run in rng.choices(runs, k=len(runs)):
+        pooled = []  # one run is all there is to draw: its rounds alone (`paired_interval`)
+        for run in rng.choices(runs, k=len(runs)) if len(runs) > 1 else runs:
             pooled += rng.choices(run, k=len(run))
         medians.append(stats.median(pooled))
     medians.sort()
